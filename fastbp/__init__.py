@@ -1,0 +1,13 @@
+"""fastbp: Nielsen's backpropagation (Neural Networks and Deep Learning, ch. 2) as fast Numba kernels."""
+import os as _os
+
+# Numba's OpenMP pool starts a parallel region in microseconds; its fallback work queue takes hundreds, which
+# would dominate small mini-batches. Prefer OpenMP unless the user chose a layer.
+if "NUMBA_THREADING_LAYER" not in _os.environ:
+    import numba as _numba
+    _numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+from .model import MLP  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["MLP", "__version__"]

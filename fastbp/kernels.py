@@ -1,0 +1,513 @@
+"""Numba kernels: the feedforward (eq. 25) and BP1-BP4 over C-contiguous arrays.
+
+Conventions
+-----------
+* All parameters live in one flat vector ``theta``. ``layout`` (L+1, 5) int64 says where: row ``l`` holds
+  ``(n_l, weight offset, bias offset, unit offset, activation code)``; row 0 only holds ``n_0``. The weight
+  ``w^l`` is the row-major block ``(n_l, n_{l-1})`` (Nielsen's ``w^l_{jk}``: j output, k input), ``b^l`` is
+  ``(n_l,)``. A gradient or optimizer state with the same layout is a vector of the same length.
+* A batch is a set of rows ``rows`` of the data ``X (n, n_0)`` and targets ``Y (n, n_L)``: the data set is read
+  in place, never copied into batches.
+* ``ws`` is the workspace: three parts (z, a, delta), each ``m_max`` rows of every layer's units; layer ``l``'s
+  block of a part is ``(m, n_l)``.
+* Outputs are passed in and filled; kernels neither validate nor allocate (beyond tiny index arrays).
+* Parallel loops run over output units (or over examples where each owns its output row), so no two
+  iterations write the same element, and each element is summed in a fixed order: results do not depend on
+  the number of threads.
+"""
+import inspect
+import types
+
+import numpy as np
+from numba import njit, prange
+
+from .activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
+from .activations import unused_f as custom_f
+from .activations import unused_f_prime as custom_f_prime
+from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC
+
+# reassoc lets LLVM vectorise the dot-product reductions (x4 to x8 measured); contract lets it use FMA.
+# Neither changes results by more than a few ulps of each sum; tests hold them to the NumPy baseline.
+FASTMATH = {"reassoc", "contract"}
+
+N, W_OFF, B_OFF, U_OFF, ACT = 0, 1, 2, 3, 4
+Z_PART, A_PART, DELTA_PART = 0, 1, 2
+
+SGD, MOMENTUM, NESTEROV, ADAM = 0, 1, 2, 3
+# hyper: the optimizer's scalars, in this order (ADAM_T is the step counter, updated in place).
+ETA, L2, MU, BETA1, BETA2, EPS, ADAM_T = 0, 1, 2, 3, 4, 5, 6
+N_HYPER = 7
+
+
+# --------------------------------------------------------------------------------------------- views
+@njit(cache=True)
+def weight(theta, layout, l):
+    """w^l as a (n_l, n_{l-1}) view of the flat vector ``theta``."""
+    n_out, n_in, o = layout[l, N], layout[l - 1, N], layout[l, W_OFF]
+    return theta[o:o + n_out * n_in].reshape((n_out, n_in))
+
+
+@njit(cache=True)
+def bias(theta, layout, l):
+    """b^l as a (n_l,) view of ``theta``."""
+    o = layout[l, B_OFF]
+    return theta[o:o + layout[l, N]]
+
+
+@njit(cache=True)
+def block(ws, layout, l, part, m):
+    """Layer l's (m, n_l) block of workspace part ``part`` (Z_PART, A_PART or DELTA_PART)."""
+    units = layout[-1, U_OFF] + layout[-1, N]
+    m_max = ws.shape[0] // (3 * units)
+    o = part * m_max * units + layout[l, U_OFF] * m_max
+    return ws[o:o + m * layout[l, N]].reshape((m, layout[l, N]))
+
+
+@njit(cache=True)
+def batch_capacity(ws, layout):
+    """How many rows a batch in ``ws`` may have."""
+    return ws.shape[0] // (3 * (layout[-1, U_OFF] + layout[-1, N]))
+
+
+# ----------------------------------------------------------------------------- matrix-shaped kernels
+def _weighted_input(W, b, A_prev, rows, Z):
+    """Eq. 25's z = w a + b for a batch: Z[x, j] = sum_k W[j, k] A_prev[rows[x], k] + b[j].
+
+    W (n_out, n_in), b (n_out,), A_prev (*, n_in) read at rows (m,), Z (m, n_out) output.
+    A 4-unit x 2-example register tile: each loaded weight is used twice, each input value four times.
+    """
+    n_out, n_in = W.shape
+    m = rows.shape[0]
+    zero = W.dtype.type(0)
+    for jb in prange((n_out + 3) // 4):
+        j0 = 4 * jb
+        if j0 + 4 <= n_out:
+            w0, w1, w2, w3 = W[j0], W[j0 + 1], W[j0 + 2], W[j0 + 3]
+            x = 0
+            while x + 2 <= m:
+                a, c = A_prev[rows[x]], A_prev[rows[x + 1]]
+                s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = zero
+                for k in range(n_in):
+                    ak, ck = a[k], c[k]
+                    s0 += w0[k] * ak
+                    s1 += w1[k] * ak
+                    s2 += w2[k] * ak
+                    s3 += w3[k] * ak
+                    t0 += w0[k] * ck
+                    t1 += w1[k] * ck
+                    t2 += w2[k] * ck
+                    t3 += w3[k] * ck
+                Z[x, j0], Z[x, j0 + 1], Z[x, j0 + 2], Z[x, j0 + 3] = s0, s1, s2, s3
+                Z[x + 1, j0], Z[x + 1, j0 + 1], Z[x + 1, j0 + 2], Z[x + 1, j0 + 3] = t0, t1, t2, t3
+                x += 2
+            if x < m:
+                a = A_prev[rows[x]]
+                s0 = s1 = s2 = s3 = zero
+                for k in range(n_in):
+                    ak = a[k]
+                    s0 += w0[k] * ak
+                    s1 += w1[k] * ak
+                    s2 += w2[k] * ak
+                    s3 += w3[k] * ak
+                Z[x, j0], Z[x, j0 + 1], Z[x, j0 + 2], Z[x, j0 + 3] = s0, s1, s2, s3
+        else:
+            for j in range(j0, n_out):
+                w = W[j]
+                for x in range(m):
+                    a = A_prev[rows[x]]
+                    s = zero
+                    for k in range(n_in):
+                        s += w[k] * a[k]
+                    Z[x, j] = s
+        for j in range(j0, min(j0 + 4, n_out)):
+            for x in range(m):
+                Z[x, j] += b[j]
+
+
+def _accumulate_bp34(delta, A_prev, rows, scale, beta_w, beta_b, W, b):
+    """BP3 and BP4 summed over the batch, added into (W, b):
+
+    W[j, k] = beta_w W[j, k] + scale sum_x delta[x, j] A_prev[rows[x], k]
+    b[j]    = beta_b b[j]    + scale sum_x delta[x, j]
+
+    delta (m, n_out), A_prev (*, n_in) read at rows (m,), W (n_out, n_in), b (n_out,).
+    With W = the weights, scale = -eta/m and beta_w = 1 - eta*lmbda/n this is the SGD update itself.
+    Each weight row stays in L1 while four examples at a time are added to it.
+    """
+    n_out, n_in = W.shape
+    m = rows.shape[0]
+    s = W.dtype.type(scale)
+    bw = W.dtype.type(beta_w)
+    bb = W.dtype.type(beta_b)
+    for j in prange(n_out):
+        w = W[j]
+        if bw == 0:  # overwrite, even where the old contents are not finite
+            w[:] = 0
+        elif bw != 1:
+            for k in range(n_in):
+                w[k] *= bw
+        x = 0
+        while x + 4 <= m:  # BP4
+            d0, d1, d2, d3 = s * delta[x, j], s * delta[x + 1, j], s * delta[x + 2, j], s * delta[x + 3, j]
+            a0, a1, a2, a3 = A_prev[rows[x]], A_prev[rows[x + 1]], A_prev[rows[x + 2]], A_prev[rows[x + 3]]
+            for k in range(n_in):
+                w[k] += d0 * a0[k] + d1 * a1[k] + d2 * a2[k] + d3 * a3[k]
+            x += 4
+        while x < m:
+            d0 = s * delta[x, j]
+            a0 = A_prev[rows[x]]
+            for k in range(n_in):
+                w[k] += d0 * a0[k]
+            x += 1
+        total = W.dtype.type(0)  # BP3
+        for x in range(m):
+            total += delta[x, j]
+        b[j] = s * total if bb == 0 else bb * b[j] + s * total
+
+
+def _backpropagate(W_next, delta_next, delta):
+    """BP2 before the sigma' factor: delta[x, k] = sum_j W_next[j, k] delta_next[x, j].
+
+    W_next (n_next, n), delta_next (m, n_next), delta (m, n) output. Each example owns its output row.
+    """
+    n_next, n = W_next.shape
+    m = delta.shape[0]
+    for x in prange(m):
+        out = delta[x]
+        out[:] = 0
+        j = 0
+        while j + 4 <= n_next:
+            d0, d1, d2, d3 = delta_next[x, j], delta_next[x, j + 1], delta_next[x, j + 2], delta_next[x, j + 3]
+            w0, w1, w2, w3 = W_next[j], W_next[j + 1], W_next[j + 2], W_next[j + 3]
+            for k in range(n):
+                out[k] += w0[k] * d0 + w1[k] * d1 + w2[k] * d2 + w3[k] * d3
+            j += 4
+        while j < n_next:
+            d0 = delta_next[x, j]
+            w0 = W_next[j]
+            for k in range(n):
+                out[k] += w0[k] * d0
+            j += 1
+
+
+weighted_input = njit(cache=True, fastmath=FASTMATH)(_weighted_input)
+weighted_input_par = njit(cache=True, fastmath=FASTMATH, parallel=True)(_weighted_input)
+accumulate_bp34 = njit(cache=True, fastmath=FASTMATH)(_accumulate_bp34)
+accumulate_bp34_par = njit(cache=True, fastmath=FASTMATH, parallel=True)(_accumulate_bp34)
+backpropagate = njit(cache=True, fastmath=FASTMATH)(_backpropagate)
+backpropagate_par = njit(cache=True, fastmath=FASTMATH, parallel=True)(_backpropagate)
+
+
+# ------------------------------------------------------------------------------ elementwise kernels
+@njit(cache=True)
+def activate(code, Z, A):
+    """a = sigma(z) for one layer's block; Z, A (m, n)."""
+    m, n = Z.shape
+    one = Z.dtype.type(1)
+    if code == SIGMOID:
+        for x in range(m):
+            for j in range(n):
+                A[x, j] = one / (one + np.exp(-Z[x, j]))
+    elif code == TANH:
+        for x in range(m):
+            for j in range(n):
+                A[x, j] = np.tanh(Z[x, j])
+    elif code == RELU:
+        for x in range(m):
+            for j in range(n):
+                A[x, j] = max(Z[x, j], Z.dtype.type(0))
+    elif code == LINEAR:
+        A[:, :] = Z
+    elif code == SOFTMAX:
+        for x in range(m):
+            # Shifting by the row maximum keeps exp() finite; the softmax itself is unchanged.
+            top = Z[x, 0]
+            for j in range(1, n):
+                top = max(top, Z[x, j])
+            total = Z.dtype.type(0)
+            for j in range(n):
+                A[x, j] = np.exp(Z[x, j] - top)
+                total += A[x, j]
+            for j in range(n):
+                A[x, j] /= total
+    else:
+        for x in range(m):
+            for j in range(n):
+                A[x, j] = custom_f(Z[x, j])
+
+
+@njit(cache=True)
+def times_sigma_prime(code, Z, A, delta):
+    """delta *= sigma'(z), written through a = sigma(z) where that is cheaper. Z, A, delta (m, n)."""
+    m, n = Z.shape
+    one = Z.dtype.type(1)
+    if code == SIGMOID:
+        for x in range(m):
+            for j in range(n):
+                delta[x, j] *= A[x, j] * (one - A[x, j])
+    elif code == TANH:
+        for x in range(m):
+            for j in range(n):
+                delta[x, j] *= one - A[x, j] * A[x, j]
+    elif code == RELU:
+        for x in range(m):
+            for j in range(n):
+                if Z[x, j] <= 0:
+                    delta[x, j] = 0
+    elif code != LINEAR and code != SOFTMAX:  # CUSTOM
+        for x in range(m):
+            for j in range(n):
+                delta[x, j] *= custom_f_prime(Z[x, j])
+    # LINEAR: sigma' = 1. SOFTMAX only occurs on the output layer, handled by output_delta.
+
+
+@njit(cache=True)
+def output_delta(act_code, cost_code, Z, A, Y, rows, delta):
+    """BP1: delta^L = grad_a C (.) sigma'(z^L) for a batch; Z, A, delta (m, n_L), Y (*, n_L) read at rows."""
+    m, n = A.shape
+    one = A.dtype.type(1)
+    if (cost_code == CROSS_ENTROPY and act_code == SIGMOID) or \
+            (cost_code == LOG_LIKELIHOOD and act_code == SOFTMAX):
+        # sigma' cancels against the cost's denominator (the book's eqs. 66 and 81): delta = a - y exactly.
+        for x in range(m):
+            y = Y[rows[x]]
+            for j in range(n):
+                delta[x, j] = A[x, j] - y[j]
+        return
+    for x in range(m):
+        y = Y[rows[x]]
+        for j in range(n):
+            a = A[x, j]
+            if cost_code == QUADRATIC:
+                delta[x, j] = a - y[j]
+            elif cost_code == CROSS_ENTROPY:
+                delta[x, j] = (a - y[j]) / (a * (one - a))
+            else:
+                delta[x, j] = -y[j] / a
+    if act_code == SOFTMAX:
+        # The softmax couples a row's outputs: delta_j = a_j (g_j - sum_i g_i a_i) with g = grad_a C.
+        for x in range(m):
+            dot = A.dtype.type(0)
+            for j in range(n):
+                dot += delta[x, j] * A[x, j]
+            for j in range(n):
+                delta[x, j] = A[x, j] * (delta[x, j] - dot)
+    else:
+        times_sigma_prime(act_code, Z, A, delta)
+
+
+@njit(cache=True)
+def cost_sum(cost_code, A, Y, rows):
+    """Sum over the batch of the per-example cost C_x. A (m, n_L), Y (*, n_L) read at rows. Returns float64."""
+    m, n = A.shape
+    total = 0.0
+    largest = np.finfo(np.float64).max
+    for x in range(m):
+        y = Y[rows[x]]
+        for j in range(n):
+            a, t = np.float64(A[x, j]), np.float64(y[j])
+            if cost_code == QUADRATIC:
+                total += 0.5 * (a - t) ** 2
+            elif cost_code == CROSS_ENTROPY:
+                # As network2's np.nan_to_num: 0*log(0) counts 0, log(0) counts as the largest float.
+                c = -t * np.log(a) - (1.0 - t) * np.log(1.0 - a)
+                if np.isnan(c):
+                    c = 0.0
+                elif np.isinf(c):
+                    c = largest
+                total += c
+            elif t != 0.0:
+                total -= t * np.log(a)
+    return total
+
+
+# ------------------------------------------------------------------------------------ network passes
+@njit(cache=True)
+def feedforward(theta, layout, X, rows, ws, n_par_min):
+    """Eq. 25 through every layer for the batch X[rows]; fills the z and a blocks of ``ws``.
+
+    X (n, n_0), rows (m,) int64. Layers whose m*n_in*n_out reaches n_par_min run in parallel.
+    """
+    m = rows.shape[0]
+    ident = np.arange(m)
+    for l in range(1, layout.shape[0]):
+        W, b = weight(theta, layout, l), bias(theta, layout, l)
+        Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
+        if l == 1:
+            if m * W.size >= n_par_min:
+                weighted_input_par(W, b, X, rows, Z)
+            else:
+                weighted_input(W, b, X, rows, Z)
+        else:
+            A_prev = block(ws, layout, l - 1, A_PART, m)
+            if m * W.size >= n_par_min:
+                weighted_input_par(W, b, A_prev, ident, Z)
+            else:
+                weighted_input(W, b, A_prev, ident, Z)
+        activate(layout[l, ACT], Z, A)
+
+
+@njit(cache=True)
+def backward(theta, layout, cost_code, Y, rows, ws, n_par_min):
+    """BP1 then BP2 down to layer 1: fills the delta blocks of ``ws`` (after ``feedforward`` on the same rows)."""
+    m = rows.shape[0]
+    L = layout.shape[0] - 1
+    output_delta(layout[L, ACT], cost_code, block(ws, layout, L, Z_PART, m), block(ws, layout, L, A_PART, m),
+                 Y, rows, block(ws, layout, L, DELTA_PART, m))  # BP1
+    for l in range(L - 1, 0, -1):  # BP2
+        W_next = weight(theta, layout, l + 1)
+        delta = block(ws, layout, l, DELTA_PART, m)
+        if m * W_next.size >= n_par_min:
+            backpropagate_par(W_next, block(ws, layout, l + 1, DELTA_PART, m), delta)
+        else:
+            backpropagate(W_next, block(ws, layout, l + 1, DELTA_PART, m), delta)
+        times_sigma_prime(layout[l, ACT], block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m),
+                          delta)
+
+
+@njit(cache=True)
+def add_gradient(out, layout, X, rows, ws, scale, beta_w, beta_b, n_par_min):
+    """BP3/BP4 for every layer into ``out`` (theta's layout): out_w = beta_w out_w + scale sum_x delta a^T,
+    out_b = beta_b out_b + scale sum_x delta. Reads the a and delta blocks left by feedforward and backward."""
+    m = rows.shape[0]
+    ident = np.arange(m)
+    for l in range(1, layout.shape[0]):
+        W, b = weight(out, layout, l), bias(out, layout, l)
+        delta = block(ws, layout, l, DELTA_PART, m)
+        if l == 1:
+            A_prev, r = X, rows
+        else:
+            A_prev, r = block(ws, layout, l - 1, A_PART, m), ident
+        if m * W.size >= n_par_min:
+            accumulate_bp34_par(delta, A_prev, r, scale, beta_w, beta_b, W, b)
+        else:
+            accumulate_bp34(delta, A_prev, r, scale, beta_w, beta_b, W, b)
+
+
+# ---------------------------------------------------------------------------------------- optimizers
+@njit(cache=True)
+def optimizer_step(opt, theta, grad, state, hyper, layout):
+    """One update of theta from the mean gradient ``grad`` (both theta's layout).
+
+    opt: SGD, MOMENTUM, NESTEROV or ADAM; state (2, P) holds velocity (momentum) or the two moments (Adam);
+    hyper (N_HYPER,) the scalars (ETA, L2 = lmbda/n, MU, BETA1, BETA2, EPS, ADAM_T; ADAM_T is advanced here).
+    L2 regularisation adds lmbda/n * w to the weights' gradient (network2's rule), never to biases.
+    """
+    eta, l2, mu = hyper[ETA], hyper[L2], hyper[MU]
+    dt = theta.dtype.type
+    if opt == ADAM:
+        hyper[ADAM_T] += 1.0
+        t = hyper[ADAM_T]
+        b1, b2 = hyper[BETA1], hyper[BETA2]
+        step = dt(eta * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
+        b1, b2, eps = dt(b1), dt(b2), dt(hyper[EPS])
+    for l in range(1, layout.shape[0]):
+        start = layout[l, W_OFF]
+        n_weights = layout[l, N] * layout[l - 1, N]
+        stop = layout[l, B_OFF] + layout[l, N]
+        for p in range(start, stop):
+            g = grad[p]
+            if p < start + n_weights and l2 != 0.0:
+                g += dt(l2) * theta[p]
+            if opt == SGD:
+                theta[p] -= dt(eta) * g
+            elif opt == ADAM:
+                state[0, p] = b1 * state[0, p] + (1 - b1) * g
+                state[1, p] = b2 * state[1, p] + (1 - b2) * g * g
+                theta[p] -= step * state[0, p] / (np.sqrt(state[1, p]) + eps)
+            else:
+                v = dt(mu) * state[0, p] - dt(eta) * g
+                state[0, p] = v
+                if opt == NESTEROV:
+                    theta[p] += dt(mu) * v - dt(eta) * g
+                else:
+                    theta[p] += v
+
+
+# -------------------------------------------------------------------------------------- entry points
+@njit(cache=True)
+def batch_gradient(theta, layout, cost_code, X, Y, rows, scale, grad, ws, n_par_min):
+    """grad += scale * sum over X[rows] of the per-example gradient; rows is processed in chunks that fit ws.
+
+    With scale = 1/len(rows) and grad zeroed this is the mean gradient; across MPI ranks use scale = 1/m_global
+    so one Allreduce of ``grad`` gives the global mean.
+    """
+    m_max = batch_capacity(ws, layout)
+    for start in range(0, rows.shape[0], m_max):
+        chunk = rows[start:start + m_max]
+        feedforward(theta, layout, X, chunk, ws, n_par_min)
+        backward(theta, layout, cost_code, Y, chunk, ws, n_par_min)
+        add_gradient(grad, layout, X, chunk, ws, scale, 1.0, 1.0, n_par_min)
+
+
+@njit(cache=True)
+def train_epoch(theta, layout, cost_code, X, Y, order, batch_size, first_batch, stop_batch, opt, hyper, grad,
+                state, ws, n_par_min):
+    """Mini-batches first_batch .. stop_batch-1 of one epoch, taken from X[order] in consecutive chunks of
+    batch_size (the last one may be smaller), each followed by its parameter update.
+
+    Plain SGD fuses the update into BP4: w -> (1 - eta lmbda/n) w - eta/m sum_x delta^x (a^x)^T, b likewise,
+    exactly the book's rule. Other optimizers go through ``grad`` (theta's layout) and ``optimizer_step``.
+    """
+    n = order.shape[0]
+    for batch in range(first_batch, stop_batch):
+        rows = order[batch * batch_size:min((batch + 1) * batch_size, n)]
+        m = rows.shape[0]
+        feedforward(theta, layout, X, rows, ws, n_par_min)
+        backward(theta, layout, cost_code, Y, rows, ws, n_par_min)
+        if opt == SGD:
+            add_gradient(theta, layout, X, rows, ws, -hyper[ETA] / m, 1.0 - hyper[ETA] * hyper[L2], 1.0,
+                         n_par_min)
+        else:
+            add_gradient(grad, layout, X, rows, ws, 1.0 / m, 0.0, 0.0, n_par_min)
+            optimizer_step(opt, theta, grad, state, hyper, layout)
+
+
+@njit(cache=True)
+def predict_into(theta, layout, X, rows, ws, out, n_par_min):
+    """out[i] = a^L of X[rows[i]]; out (len(rows), n_L)."""
+    m_max = batch_capacity(ws, layout)
+    L = layout.shape[0] - 1
+    for start in range(0, rows.shape[0], m_max):
+        chunk = rows[start:start + m_max]
+        feedforward(theta, layout, X, chunk, ws, n_par_min)
+        out[start:start + chunk.shape[0]] = block(ws, layout, L, A_PART, chunk.shape[0])
+
+
+@njit(cache=True)
+def total_cost(theta, layout, cost_code, X, Y, rows, ws, n_par_min):
+    """Sum over X[rows] of the per-example cost (float64)."""
+    m_max = batch_capacity(ws, layout)
+    L = layout.shape[0] - 1
+    total = 0.0
+    for start in range(0, rows.shape[0], m_max):
+        chunk = rows[start:start + m_max]
+        feedforward(theta, layout, X, chunk, ws, n_par_min)
+        total += cost_sum(cost_code, block(ws, layout, L, A_PART, chunk.shape[0]), Y, chunk)
+    return total
+
+
+
+# The functions that reach the custom activation (through the globals custom_f and custom_f_prime). For a
+# model with a user-defined (f, f_prime) they are compiled again with those globals bound to the pair, so the
+# user's functions are inlined at kernel speed; every other model uses the cached versions above.
+SPECIALIZED = ("activate", "times_sigma_prime", "output_delta", "feedforward", "backward", "batch_gradient",
+               "train_epoch", "predict_into", "total_cost")
+
+
+def _njit_uncached(*args, **options):
+    options.pop("cache", None)
+    if args and callable(args[0]):
+        return njit(args[0])
+    return njit(**options)
+
+
+def specialize(f, f_prime):
+    """This module's kernels with custom_f, custom_f_prime bound to the jitted pair (f, f_prime).
+
+    Returns a namespace with the same names as this module (compiled on first call, not cached on disk).
+    """
+    namespace = dict(globals(), custom_f=f, custom_f_prime=f_prime, njit=_njit_uncached)
+    for name in SPECIALIZED:
+        exec(compile(inspect.getsource(globals()[name].py_func), __file__, "exec"), namespace)
+    return types.SimpleNamespace(**namespace)

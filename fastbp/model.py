@@ -1,0 +1,392 @@
+"""The array API: :class:`MLP` validates once at the boundary, allocates once, and calls the kernels."""
+import math
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from . import activations, costs, kernels
+from .threads import check_threads, using_threads
+from .validation import (check_choice, check_dtype, check_float, check_int, check_matrix, check_sizes,
+                         check_targets)
+
+# Layers with at least this many multiply-adds per batch (m * n_in * n_out) run their parallel kernel; below
+# it, starting a parallel region (a few microseconds) costs more than the second core gives back.
+PARALLEL_MIN_WORK = 1 << 17
+# Rows per kernel call when evaluating (forward, cost, gradient) large arrays.
+EVAL_CHUNK = 256
+OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "adam": kernels.ADAM}
+INITS = ("default", "large")
+
+
+def make_layout(sizes, act_codes):
+    """The kernels' ``layout`` (L+1, 5) int64 and the parameter count, for layers ``sizes``."""
+    layout = np.zeros((len(sizes), 5), dtype=np.int64)
+    layout[:, kernels.N] = sizes
+    offset = units = 0
+    for l in range(1, len(sizes)):
+        layout[l, kernels.W_OFF] = offset
+        offset += sizes[l] * sizes[l - 1]
+        layout[l, kernels.B_OFF] = offset
+        offset += sizes[l]
+        layout[l, kernels.U_OFF] = units
+        units += sizes[l]
+        layout[l, kernels.ACT] = act_codes[l - 1]
+    return layout, offset
+
+
+class ParameterList(list):
+    """A list of live views into the model's parameter vector.
+
+    ``params[i] = array`` copies the array into the view (after checking its shape), so the list always
+    shows, and edits, the parameters the kernels use.
+    """
+
+    def __init__(self, views, name):
+        super().__init__(views)
+        self._name = name
+
+    def __setitem__(self, index, value):
+        if not isinstance(index, int):
+            raise TypeError(f"{self._name} items are assigned one at a time; got index {index!r}.")
+        view = self[index]
+        arr = np.asarray(value)
+        if arr.shape != view.shape and arr.size == view.size and arr.squeeze().shape == view.squeeze().shape:
+            arr = arr.reshape(view.shape)  # a (n, 1) column for a bias (n,), as network.py stores them
+        if arr.shape != view.shape:
+            raise ValueError(f"{self._name}[{index}] must have shape {view.shape}; got {arr.shape}.")
+        if arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
+            raise ValueError(f"{self._name}[{index}] must be finite real numbers; got dtype {arr.dtype} "
+                             "or non-finite values.")
+        view[...] = arr
+
+    def __reduce__(self):
+        return list, (list(self),)
+
+
+class MLP:
+    """A fully-connected network trained by backpropagation (Nielsen, ch. 2) in Numba kernels.
+
+    Parameters
+    ----------
+    sizes : neurons per layer, inputs first, e.g. ``[784, 30, 10]``.
+    activation : a name ("sigmoid", "tanh", "relu", "linear", "softmax" for the last layer), a jitted
+        ``(f, f_prime)`` pair, or a list with one of those per weight layer.
+    cost : "quadratic", "cross-entropy" or "log-likelihood".
+    dtype : "float64" or "float32"; data are converted to it once per call.
+    seed : seeds the weights and the shuffling; the same seed gives the same weights.
+    init : "default" (weights N(0, 1/n_in), network2's default) or "large" (N(0, 1), network.py's).
+    n_threads : threads for the kernels (default: NUMBA_NUM_THREADS, SLURM_CPUS_PER_TASK, else the cores).
+
+    ``weights[l]`` is ``(sizes[l+1], sizes[l])`` and ``biases[l]`` is ``(sizes[l+1],)``: live views of one
+    flat parameter vector ``params``; editing them in place or assigning arrays both take effect.
+    """
+
+    def __init__(self, sizes, *, activation="sigmoid", cost="quadratic", dtype="float64", seed=None,
+                 init="default", n_threads=None):
+        self.sizes = check_sizes(sizes)
+        self.num_layers = len(self.sizes)
+        self.dtype = check_dtype(dtype)
+        act_codes, self.activation_names, pair = activations.parse(activation, self.num_layers - 1)
+        self._custom_pair = pair if activations.CUSTOM in act_codes else None
+        self._specialized = None
+        self.activation = activation
+        self.cost_name = cost
+        self._cost_code = costs.parse(cost)
+        self.n_threads = check_threads(n_threads)
+        check_choice(init, "init", INITS)
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0)
+        self.seed = seed
+        self._layout, n_params = make_layout(self.sizes, act_codes)
+        self._theta = np.zeros(n_params, dtype=self.dtype)
+        self._weights = ParameterList([kernels.weight(self._theta, self._layout, l)
+                                       for l in range(1, self.num_layers)], "weights")
+        self._biases = ParameterList([kernels.bias(self._theta, self._layout, l)
+                                      for l in range(1, self.num_layers)], "biases")
+        self._ws = None
+        self.rng = np.random.default_rng(seed)
+        self.initialize(init)
+
+    # ------------------------------------------------------------------ parameters
+    def initialize(self, init="default"):
+        """Draw new weights and biases from ``self.rng``: "default" N(0, 1/n_in) weights or "large" N(0, 1)."""
+        check_choice(init, "init", INITS)
+        for w, b in zip(self._weights, self._biases):
+            scale = 1.0 if init == "large" else 1.0 / math.sqrt(w.shape[1])
+            w[...] = self.rng.standard_normal(w.shape) * scale
+            b[...] = self.rng.standard_normal(b.shape)
+
+    @property
+    def params(self):
+        """All parameters as one flat vector (a live view): w^1, b^1, w^2, b^2, ..."""
+        return self._theta
+
+    @property
+    def n_params(self):
+        return self._theta.size
+
+    @property
+    def weights(self):
+        return self._weights
+
+    @weights.setter
+    def weights(self, new):
+        self._assign_all(self._weights, new, "weights")
+
+    @property
+    def biases(self):
+        return self._biases
+
+    @biases.setter
+    def biases(self, new):
+        self._assign_all(self._biases, new, "biases")
+
+    def _assign_all(self, target, new, name):
+        new = list(new)
+        if len(new) != len(target):
+            raise ValueError(f"{name} must be a list of {len(target)} arrays; got {len(new)}.")
+        backup = self._theta.copy()
+        try:
+            for i, arr in enumerate(new):
+                target[i] = arr
+        except (TypeError, ValueError):
+            self._theta[...] = backup  # all or nothing
+            raise
+
+    def _workspace(self, m):
+        """The kernels' workspace for batches of up to m rows, reused across calls."""
+        units = sum(self.sizes[1:])
+        if self._ws is None or self._ws.size < 3 * m * units:
+            self._ws = np.empty(3 * m * units, dtype=self.dtype)
+        if self._ws.size == 3 * m * units:
+            return self._ws
+        return self._ws[:3 * m * units]
+
+    def _kernel(self, name, *args):
+        """Call kernels.<name>, or its twin compiled for this model's custom activation pair."""
+        if self._custom_pair is None:
+            return getattr(kernels, name)(*args)
+        if self._specialized is None:
+            self._specialized = kernels.specialize(*self._custom_pair)
+        return getattr(self._specialized, name)(*args)
+
+    def _par_min(self):
+        return PARALLEL_MIN_WORK if self.n_threads > 1 else np.iinfo(np.int64).max
+
+    # ------------------------------------------------------------------ boundary conversions
+    def _inputs(self, X, name="X"):
+        return check_matrix(X, name, n_cols=self.sizes[0], dtype=self.dtype)
+
+    def _targets(self, y, n_rows, name="y"):
+        return check_targets(y, name, n_rows=n_rows, n_out=self.sizes[-1], dtype=self.dtype)
+
+    # ------------------------------------------------------------------ evaluation
+    def forward(self, X):
+        """Output activations a^L for every row of X (n, n_in) -> (n, n_out)."""
+        return self._forward(self._inputs(X))
+
+    def _forward(self, X):
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        with using_threads(self.n_threads):
+            self._kernel("predict_into", self._theta, self._layout, X, np.arange(X.shape[0]),
+                         self._workspace(EVAL_CHUNK), out, self._par_min())
+        return out
+
+    feedforward = forward
+
+    def predict(self, X):
+        """Index of the most activated output neuron for every row of X -> (n,) int64."""
+        return np.argmax(self.forward(X), axis=1)
+
+    def score(self, X, y):
+        """Fraction of rows whose predicted class matches y (labels (n,) or targets (n, n_out), by argmax)."""
+        X = self._inputs(X)
+        labels = np.argmax(self._targets(y, X.shape[0]), axis=1)
+        return float(np.mean(np.argmax(self._forward(X), axis=1) == labels))
+
+    def cost(self, X, Y):
+        """Mean over rows of the per-example cost C_x (unregularised)."""
+        X = self._inputs(X)
+        return self._cost(X, self._targets(Y, X.shape[0], "Y"))
+
+    def _cost(self, X, Y):
+        with using_threads(self.n_threads):
+            total = self._kernel("total_cost", self._theta, self._layout, self._cost_code, X, Y,
+                                 np.arange(X.shape[0]), self._workspace(EVAL_CHUNK), self._par_min())
+        return total / X.shape[0]
+
+    def gradient(self, X, Y):
+        """Mean over rows of dC_x/dw and dC_x/db by backpropagation -> (grad_w, grad_b), shaped like
+        (weights, biases). Unregularised."""
+        X = self._inputs(X)
+        grad = self._gradient(X, self._targets(Y, X.shape[0], "Y"))
+        return self.unflatten(grad)
+
+    def _gradient(self, X, Y, rows=None, scale=None):
+        """Flat gradient: scale * sum over X[rows] (default: the mean over all rows)."""
+        rows = np.arange(X.shape[0]) if rows is None else rows
+        grad = np.zeros_like(self._theta)
+        with using_threads(self.n_threads):
+            self._kernel("batch_gradient", self._theta, self._layout, self._cost_code, X, Y, rows,
+                         1.0 / rows.shape[0] if scale is None else scale, grad, self._workspace(EVAL_CHUNK),
+                         self._par_min())
+        return grad
+
+    def unflatten(self, vector):
+        """Split a flat vector of theta's layout into (weight arrays, bias arrays), as copies."""
+        return ([kernels.weight(vector, self._layout, l).copy() for l in range(1, self.num_layers)],
+                [kernels.bias(vector, self._layout, l).copy() for l in range(1, self.num_layers)])
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X, y, *, epochs, batch_size, eta, validation_data=None, shuffle=True, lmbda=0.0,
+            optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, epsilon=1e-8,
+            early_stopping=None, halve_eta_after=None, min_eta_fraction=1 / 128, monitor_training=False,
+            monitor_gradients=False, progress=None, callback=None):
+        """Train by mini-batch gradient descent; returns the history (a dict of per-epoch lists).
+
+        X (n, n_in); y labels (n,) or targets (n, n_out). Each epoch takes mini-batches of ``batch_size``
+        consecutive rows of a shuffled order (of the given order when ``shuffle=False``); the last batch may be
+        smaller. ``optimizer="sgd"`` is the book's rule w -> (1 - eta lmbda/n) w - eta/m sum_x delta a^T;
+        "momentum" (``nesterov=True`` for Nesterov) and "adam" are the usual variants with the same L2 term.
+        ``early_stopping=k`` stops after k epochs without a better validation accuracy and restores the best
+        parameters; ``halve_eta_after=k`` halves eta after k such epochs and stops when eta falls below
+        ``min_eta_fraction`` of its start (the book's chapter 3 schedule). ``monitor_gradients`` records the
+        norm of each layer's weight gradient (the speed of learning of that layer) on up to 1,000 training rows.
+        ``callback(epoch, history)`` runs after each epoch; ``progress`` shows a bar (default: on a terminal).
+        """
+        trainer = _Trainer(self, X, y, validation_data=validation_data, batch_size=batch_size, eta=eta,
+                           lmbda=lmbda, optimizer=optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
+                           beta2=beta2, epsilon=epsilon)
+        epochs = check_int(epochs, "epochs", minimum=0)
+        for name, value in (("early_stopping", early_stopping), ("halve_eta_after", halve_eta_after)):
+            if value is not None:
+                check_int(value, name, minimum=1)
+                if validation_data is None:
+                    raise ValueError(f"{name} needs validation_data; got validation_data=None.")
+        min_eta_fraction = check_float(min_eta_fraction, "min_eta_fraction", low=0.0, high=1.0)
+        show = sys.stderr.isatty() if progress is None else bool(progress)
+        return trainer.run(epochs, shuffle=shuffle, early_stopping=early_stopping, halve_eta_after=halve_eta_after,
+                           min_eta_fraction=min_eta_fraction, monitor_training=monitor_training,
+                           monitor_gradients=monitor_gradients, progress=show, callback=callback)
+
+    def __repr__(self):
+        return (f"MLP(sizes={list(self.sizes)}, activation={self.activation_names}, cost={self.cost_name!r}, "
+                f"dtype={self.dtype.name!r})")
+
+
+class _Trainer:
+    """What one ``fit`` call prepares once: the data as the model's dtype, targets, buffers, optimizer state."""
+
+    def __init__(self, model, X, y, *, validation_data, batch_size, eta, lmbda, optimizer, momentum, nesterov,
+                 beta1, beta2, epsilon):
+        self.model = model
+        self.X = model._inputs(X)
+        self.Y = model._targets(y, self.X.shape[0])
+        self.n = self.X.shape[0]
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
+        eta = check_float(eta, "eta", low=0.0, low_open=True)
+        lmbda = check_float(lmbda, "lmbda", low=0.0)
+        check_choice(optimizer, "optimizer", tuple(OPTIMIZERS))
+        momentum = check_float(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        self.opt = OPTIMIZERS[optimizer]
+        if optimizer == "momentum" and nesterov:
+            self.opt = kernels.NESTEROV
+        elif nesterov:
+            raise ValueError(f"nesterov=True needs optimizer='momentum'; got optimizer={optimizer!r}.")
+        beta1 = check_float(beta1, "beta1", low=0.0, high=1.0, high_open=True)
+        beta2 = check_float(beta2, "beta2", low=0.0, high=1.0, high_open=True)
+        epsilon = check_float(epsilon, "epsilon", low=0.0, low_open=True)
+        self.hyper = np.array([eta, lmbda / self.n, momentum, beta1, beta2, epsilon, 0.0])
+        self.eta0 = eta
+        self.validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (X_val, y_val); "
+                                f"got {type(validation_data).__name__}.")
+            Xv = model._inputs(validation_data[0], "validation_data[0]")
+            self.validation = (Xv, model._targets(validation_data[1], Xv.shape[0], "validation_data[1]"))
+        self.grad = np.zeros_like(model._theta)
+        self.state = np.zeros((2, model._theta.size) if self.opt != kernels.SGD else (2, 1), dtype=model.dtype)
+        self.ws = np.empty(3 * min(self.batch_size, self.n) * sum(model.sizes[1:]), dtype=model.dtype)
+
+    def epoch(self, order, on_progress=None, n_calls=1):
+        """One epoch over X[order]; the kernel is called n_calls times so that on_progress(rows) can report."""
+        m = self.model
+        n_batches = -(-order.shape[0] // self.batch_size)
+        bounds = np.linspace(0, n_batches, min(n_calls, n_batches) + 1).astype(np.int64)
+        for first, stop in zip(bounds[:-1], bounds[1:]):
+            m._kernel("train_epoch", m._theta, m._layout, m._cost_code, self.X, self.Y, order, self.batch_size,
+                      first, stop, self.opt, self.hyper, self.grad, self.state, self.ws, m._par_min())
+            if on_progress is not None:
+                on_progress(min(stop * self.batch_size, order.shape[0]) - min(first * self.batch_size,
+                                                                              order.shape[0]))
+
+    def run(self, epochs, *, shuffle, early_stopping, halve_eta_after, min_eta_fraction, monitor_training,
+            monitor_gradients, progress, callback):
+        model = self.model
+        history = {"epoch": [], "seconds": [], "eta": []}
+        best = (-1.0, model._theta.copy())
+        stale = 0
+        order = np.arange(self.n)
+        with using_threads(model.n_threads, limit_blas=True):
+            for epoch in range(1, epochs + 1):
+                if shuffle:
+                    order = model.rng.permutation(self.n)
+                before = model._theta.copy()
+                seconds = self._timed_epoch(order, epoch, epochs, progress)
+                if not np.isfinite(model._theta).all():
+                    model._theta[...] = before
+                    warnings.warn(f"Training diverged in epoch {epoch} (non-finite parameters); restored the "
+                                  "parameters of the epoch before and stopped. Try a smaller eta.",
+                                  RuntimeWarning, stacklevel=3)
+                    break
+                self._record(history, epoch, seconds, monitor_training, monitor_gradients)
+                if callback is not None:
+                    callback(epoch, history)
+                if self.validation is None:
+                    continue
+                accuracy = history["val_accuracy"][-1]
+                if accuracy > best[0]:
+                    best, stale = (accuracy, model._theta.copy()), 0
+                    continue
+                stale += 1
+                if early_stopping is not None and stale >= early_stopping:
+                    model._theta[...] = best[1]
+                    break
+                if halve_eta_after is not None and stale >= halve_eta_after:
+                    self.hyper[kernels.ETA] /= 2
+                    stale = 0
+                    if self.hyper[kernels.ETA] < min_eta_fraction * self.eta0:
+                        break
+        return history
+
+    def _timed_epoch(self, order, epoch, epochs, progress):
+        start = time.perf_counter()
+        if not progress:
+            self.epoch(order)
+            return time.perf_counter() - start
+        from tqdm.auto import tqdm
+        with tqdm(total=order.shape[0], desc=f"epoch {epoch}/{epochs}", unit="ex", unit_scale=True,
+                  leave=False) as bar:
+            self.epoch(order, bar.update, n_calls=50)
+        return time.perf_counter() - start
+
+    def _record(self, history, epoch, seconds, monitor_training, monitor_gradients):
+        model = self.model
+        history["epoch"].append(epoch)
+        history["seconds"].append(seconds)
+        history["eta"].append(float(self.hyper[kernels.ETA]))
+        sets = [("train", self.X, self.Y)] if monitor_training else []
+        if self.validation is not None:
+            sets.append(("val",) + self.validation)
+        for name, X, Y in sets:
+            out = model._forward(X)
+            history.setdefault(f"{name}_cost", []).append(model._cost(X, Y))
+            history.setdefault(f"{name}_accuracy", []).append(
+                float(np.mean(np.argmax(out, axis=1) == np.argmax(Y, axis=1))))
+        if monitor_gradients:
+            rows = np.arange(min(self.n, 1000))
+            grad_w, _ = model.unflatten(model._gradient(self.X, self.Y, rows))
+            history.setdefault("grad_norms", []).append([float(np.linalg.norm(g)) for g in grad_w])

@@ -1,0 +1,108 @@
+"""Checks run once at the public boundary; each error names the argument, the requirement and what was given."""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def check_int(value, name, *, minimum=None):
+    """An int (not bool) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value}.")
+    return int(value)
+
+
+def check_float(value, name, *, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number in [low, high] (open ends where asked)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}.")
+    value = float(value)
+    left = "(" if low_open else "["
+    right = ")" if high_open or high is None else "]"
+    interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+    bad = not np.isfinite(value)
+    bad |= low is not None and (value < low or (low_open and value == low))
+    bad |= high is not None and (value > high or (high_open and value == high))
+    if bad:
+        raise ValueError(f"{name} must be a finite float in the range {interval}; got {value!r}.")
+    return value
+
+
+def check_dtype(dtype, name="dtype"):
+    """float32 or float64, as a numpy dtype."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be 'float32' or 'float64'; got {dtype!r}.")
+    return dt
+
+
+def check_sizes(sizes):
+    """Layer sizes: a sequence of at least two positive ints."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes must be a sequence of ints such as [784, 30, 10]; got {sizes!r}.")
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least two layers (inputs and outputs); got {sizes!r}.")
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"sizes must contain positive ints; got {sizes!r}.")
+    return tuple(int(n) for n in sizes)
+
+
+def check_matrix(X, name, *, n_cols, dtype):
+    """A finite real 2-D array with n_cols columns, as a C-contiguous array of dtype (a copy only if needed)."""
+    arr = np.asarray(X)
+    if arr.dtype == object or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be an array of real numbers; got dtype {arr.dtype}.")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, {n_cols}); got shape {arr.shape}.")
+    if arr.shape[1] != n_cols:
+        raise ValueError(f"{name} must have {n_cols} columns to match the network; got shape {arr.shape}.")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row; got shape {arr.shape}.")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must contain only finite values; got NaN or infinity.")
+    return arr
+
+
+def check_targets(y, name, *, n_rows, n_out, dtype):
+    """Targets as an (n_rows, n_out) C-contiguous array of dtype.
+
+    y is either integer class labels (n_rows,) in [0, n_out), one-hot encoded here, or real targets
+    (n_rows, n_out). A 1-D float array of whole numbers counts as labels.
+    """
+    arr = np.asarray(y)
+    if arr.dtype == object or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be integer labels or an array of real targets; got dtype {arr.dtype}.")
+    if arr.ndim == 1:
+        if arr.shape[0] != n_rows:
+            raise ValueError(f"{name} must have one label per row of X ({n_rows}); got {arr.shape[0]}.")
+        if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and np.all(arr == np.round(arr))):
+            raise ValueError(f"{name} given as 1-D must hold integer class labels; got non-integer values.")
+        labels = arr.astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+            raise ValueError(f"{name} must hold class labels in [0, {n_out - 1}] for {n_out} outputs; "
+                             f"got values in [{labels.min()}, {labels.max()}].")
+        Y = np.zeros((n_rows, n_out), dtype=dtype)
+        Y[np.arange(n_rows), labels] = 1
+        return Y
+    if arr.ndim != 2 or arr.shape != (n_rows, n_out):
+        raise ValueError(f"{name} must be labels ({n_rows},) or targets ({n_rows}, {n_out}); got shape {arr.shape}.")
+    Y = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(Y).all():
+        raise ValueError(f"{name} must contain only finite values; got NaN or infinity.")
+    return Y
+
+
+def check_choice(value, name, choices):
+    """One of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}.")
+    return value
