@@ -256,7 +256,7 @@ class MLP:
         norm of each layer's weight gradient (the speed of learning of that layer) on up to 1,000 training rows.
         ``callback(epoch, history)`` runs after each epoch; ``progress`` shows a bar (default: on a terminal).
         """
-        trainer = _Trainer(self, X, y, validation_data=validation_data, batch_size=batch_size, eta=eta,
+        trainer = Trainer(self, X, y, validation_data=validation_data, batch_size=batch_size, eta=eta,
                            lmbda=lmbda, optimizer=optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
                            beta2=beta2, epsilon=epsilon)
         epochs = check_int(epochs, "epochs", minimum=0)
@@ -276,11 +276,16 @@ class MLP:
                 f"dtype={self.dtype.name!r})")
 
 
-class _Trainer:
-    """What one ``fit`` call prepares once: the data as the model's dtype, targets, buffers, optimizer state."""
+class Trainer:
+    """What one ``fit`` call prepares once: the data as the model's dtype, targets, buffers, optimizer state.
 
-    def __init__(self, model, X, y, *, validation_data, batch_size, eta, lmbda, optimizer, momentum, nesterov,
-                 beta1, beta2, epsilon):
+    The drop-in modules use it directly: ``Trainer(model, X, y, ...).epoch(order)`` runs one epoch over
+    X[order] without any Python per mini-batch. ``l2_n`` is the n of network2's L2 term lmbda/n
+    (default: the number of rows of X).
+    """
+
+    def __init__(self, model, X, y, *, batch_size, eta, validation_data=None, lmbda=0.0, optimizer="sgd",
+                 momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, epsilon=1e-8, l2_n=None):
         self.model = model
         self.X = model._inputs(X)
         self.Y = model._targets(y, self.X.shape[0])
@@ -298,7 +303,8 @@ class _Trainer:
         beta1 = check_float(beta1, "beta1", low=0.0, high=1.0, high_open=True)
         beta2 = check_float(beta2, "beta2", low=0.0, high=1.0, high_open=True)
         epsilon = check_float(epsilon, "epsilon", low=0.0, low_open=True)
-        self.hyper = np.array([eta, lmbda / self.n, momentum, beta1, beta2, epsilon, 0.0])
+        l2_n = self.n if l2_n is None else check_int(l2_n, "n", minimum=1)
+        self.hyper = np.array([eta, lmbda / l2_n, momentum, beta1, beta2, epsilon, 0.0])
         self.eta0 = eta
         self.validation = None
         if validation_data is not None:

@@ -1,0 +1,308 @@
+"""The ``fastbp`` command: ``train``, ``gradcheck`` and ``info``.
+
+``fastbp train`` runs the book's chapter 1 experiment -- sizes [n_in, 30, n_classes], sigmoid neurons, the
+quadratic cost, mini-batches of 10, eta = 3.0, 30 epochs, test accuracy after every epoch -- on Fashion-MNIST
+when it is installed, else on scikit-learn's digits. Exit codes: 0 success, 1 an error (one line on stderr),
+2 bad arguments.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from . import __version__, activations, costs, datasets, io
+from .gradcheck import gradcheck
+from .model import INITS, MLP, OPTIMIZERS
+
+BOOK_HIDDEN = 30
+DEFAULT_MOMENTUM = 0.9
+
+
+# ---------------------------------------------------------------------------------------------- argument types
+def _sizes(text):
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive ints such as 784,30,10; got {text!r}")
+    return sizes
+
+
+def _activation(text):
+    names = text.split(",")
+    for name in names:
+        if name not in activations.CODES:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(activations.CODES)} (or one per layer, "
+                                             f"comma-separated); got {text!r}")
+    return names[0] if len(names) == 1 else names
+
+
+def _number(kind, low, low_open=False):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not np.isfinite(value) or value < low or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"must be a {kind.__name__} {'>' if low_open else '>='} {low}; "
+                                             f"got {text!r}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def build_parser():
+    """The argument parser of the ``fastbp`` command."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="fastbp", description="Fast CPU backpropagation for fully-connected "
+                                     "networks (Nielsen's chapter 2 as Numba kernels).")
+    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", formatter_class=fmt, help="train a network and report test accuracy",
+                                description="Train by mini-batch SGD with the book's setup; print test "
+                                "accuracy, cost, seconds and examples/s after every epoch.")
+    train.add_argument("--data", default="default", metavar="{fashion-mnist,digits,PATH}",
+                       help="data set, a directory of IDX files or a mnist.pkl.gz; 'default' is Fashion-MNIST "
+                       "when installed, else digits")
+    train.add_argument("--sizes", type=_sizes, help="neurons per layer, e.g. 784,30,10 "
+                       f"(default: inputs,{BOOK_HIDDEN},classes of the data)")
+    train.add_argument("--epochs", type=_number(int, 0), default=30)
+    train.add_argument("--batch-size", type=_number(int, 1), default=10, help="mini-batch size m")
+    train.add_argument("--eta", type=_number(float, 0.0, low_open=True), default=3.0, help="learning rate")
+    train.add_argument("--activation", type=_activation, default="sigmoid",
+                       help=f"{', '.join(activations.CODES)}, or one per layer comma-separated")
+    train.add_argument("--cost", choices=list(costs.CODES), default="quadratic")
+    train.add_argument("--lmbda", type=_number(float, 0.0), default=0.0, help="L2 regularisation")
+    train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd")
+    train.add_argument("--momentum", type=_number(float, 0.0), default=None,
+                       help=f"momentum coefficient (default {DEFAULT_MOMENTUM} with --optimizer momentum)")
+    train.add_argument("--init", choices=list(INITS), default="default",
+                       help="weights N(0, 1/n_in) (default) or N(0, 1) (large)")
+    train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    train.add_argument("--seed", type=_number(int, 0), help="seed for the weights and the shuffling")
+    train.add_argument("--threads", type=_number(int, 1), help="kernel threads (default: all available)")
+    train.add_argument("--save", metavar="PATH", help="write the trained model (.npz or .json)")
+    train.add_argument("--plot", metavar="PATH", help="plot accuracy, cost and per-layer gradient norms "
+                       "(needs matplotlib)")
+    train.add_argument("--json", action="store_true", help="print JSON lines (start, one per epoch, end)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar; print only the final line")
+    train.set_defaults(run=run_train, parser=train)
+
+    check = commands.add_parser("gradcheck", formatter_class=fmt, help="check backprop against finite "
+                                "differences", description="Compare backprop's gradient with central finite "
+                                "differences on a small random network and batch.")
+    check.add_argument("--sizes", type=_sizes, default=[20, 12, 8, 5])
+    check.add_argument("--activation", type=_activation, default="sigmoid")
+    check.add_argument("--cost", choices=list(costs.CODES), default="quadratic")
+    check.add_argument("--batch", type=_number(int, 1), default=16, help="rows in the random batch")
+    check.add_argument("--seed", type=_number(int, 0), default=0)
+    check.add_argument("--tol", type=_number(float, 0.0, low_open=True), default=1e-7,
+                       help="largest relative error that passes")
+    check.set_defaults(run=run_gradcheck, parser=check)
+
+    info = commands.add_parser("info", help="versions, threads and data", description="Show versions, the "
+                               "threading layer, threads and whether Fashion-MNIST is installed.")
+    info.set_defaults(run=run_info, parser=info)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``fastbp`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "momentum", None) is not None and args.optimizer != "momentum":
+            args.parser.error("--momentum needs --optimizer momentum")
+    except SystemExit as exc:  # argparse: --help/--version (0) or bad arguments (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"fastbp: error: {str(exc).replace(chr(10), ' ')}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fastbp: interrupted", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------------------------- train
+def run_train(args):
+    # Everything that can be checked is checked before the data are read and the training starts.
+    figure_class = _plotting(args.plot) if args.plot else None
+    if args.save:
+        io.format_of(args.save)
+        _check_directory(args.save, "--save")
+    out = _Output(json_lines=args.json, quiet=args.quiet)
+
+    data = datasets.load_dataset(args.data, dtype=args.dtype)
+    sizes = args.sizes or [data.n_features, BOOK_HIDDEN, data.n_classes]
+    if sizes[0] != data.n_features or sizes[-1] != data.n_classes:
+        raise ValueError(f"--sizes must start with {data.n_features} inputs and end with {data.n_classes} "
+                         f"outputs to match {data.name}; got {','.join(map(str, sizes))}.")
+    momentum = args.momentum if args.momentum is not None else (
+        DEFAULT_MOMENTUM if args.optimizer == "momentum" else 0.0)
+    model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=args.seed,
+                init=args.init, n_threads=args.threads)
+    n_train, n_test = len(data.y_train), len(data.y_test)
+    out.start(
+        f"data: {data.name}, train X {data.X_train.shape} y {data.y_train.shape}, test X {data.X_test.shape} "
+        f"y {data.y_test.shape}, {data.n_classes} classes\n"
+        f"network: {list(model.sizes)} {','.join(model.activation_names)}, {model.cost_name} cost, "
+        f"{model.dtype.name}, {args.optimizer} eta {args.eta:g}, mini-batch {args.batch_size}, lmbda {args.lmbda:g}, "
+        f"{args.epochs} epochs, {model.n_threads} threads",
+        {"event": "start", "data": data.name, "train_shape": list(data.X_train.shape),
+         "test_shape": list(data.X_test.shape), "n_classes": data.n_classes, "sizes": list(model.sizes),
+         "activations": model.activation_names, "cost": model.cost_name, "dtype": model.dtype.name,
+         "optimizer": args.optimizer, "eta": args.eta, "batch_size": args.batch_size, "lmbda": args.lmbda,
+         "momentum": momentum, "init": args.init, "epochs": args.epochs, "seed": args.seed,
+         "n_threads": model.n_threads})
+
+    def report(epoch, history):
+        accuracy, seconds = history["val_accuracy"][-1], history["seconds"][-1]
+        correct, rate = round(accuracy * n_test), n_train / max(seconds, 1e-12)
+        record = {"event": "epoch", "epoch": epoch, "epochs": args.epochs, "test_accuracy": accuracy,
+                  "test_correct": correct, "test_size": n_test, "test_cost": history["val_cost"][-1],
+                  "seconds": seconds, "examples_per_second": rate, "eta": history["eta"][-1]}
+        if "grad_norms" in history:
+            record["grad_norms"] = history["grad_norms"][-1]
+        out.epoch(f"epoch {epoch}/{args.epochs}: test accuracy {correct}/{n_test} ({100 * accuracy:.2f}%), "
+                  f"test cost {record['test_cost']:.5g}, {seconds:.2f} s, {rate:,.0f} examples/s", record)
+
+    start = time.perf_counter()
+    history = model.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size, eta=args.eta,
+                        validation_data=(data.X_test, data.y_test), lmbda=args.lmbda, optimizer=args.optimizer,
+                        momentum=momentum, monitor_gradients=bool(args.plot),
+                        progress=not (args.quiet or args.json) and sys.stderr.isatty(), callback=report)
+    seconds = time.perf_counter() - start
+    if args.save:
+        io.save(model, args.save)
+    if args.plot:
+        _plot(figure_class, history, args.plot, f"{data.name}, sizes {list(model.sizes)}")
+    accuracy = model.score(data.X_test, data.y_test)
+    correct, epochs_run = round(accuracy * n_test), len(history["epoch"])
+    extras = "".join(f"; {what} {path}" for what, path in (("saved", args.save), ("plot", args.plot)) if path)
+    out.end(f"final: test accuracy {correct}/{n_test} ({100 * accuracy:.2f}%) after {epochs_run} epochs in "
+            f"{seconds:.2f} s{extras}",
+            {"event": "end", "epochs_run": epochs_run, "test_accuracy": accuracy, "test_correct": correct,
+             "test_size": n_test, "seconds": seconds, "saved": args.save, "plot": args.plot})
+    return 0
+
+
+class _Output:
+    """Text lines or JSON lines on stdout; --quiet keeps only the final one."""
+
+    def __init__(self, *, json_lines, quiet):
+        self.json_lines, self.quiet = json_lines, quiet
+
+    def _emit(self, text, record, final=False):
+        if self.quiet and not final:
+            return
+        print(json.dumps(record) if self.json_lines else text, flush=True)
+
+    def start(self, text, record):
+        self._emit(text, record)
+
+    def epoch(self, text, record):
+        self._emit(text, record)
+
+    def end(self, text, record):
+        self._emit(text, record, final=True)
+
+
+def _check_directory(path, option):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{option} must name a file in an existing directory; got {path} "
+                                f"(no directory {directory}).")
+
+
+def _plotting(path):
+    """matplotlib's Figure class, after checking that it is installed and can write ``path``'s format."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ValueError("--plot needs matplotlib; install it (pip install matplotlib) or leave out --plot.") \
+            from None
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    formats = Figure().canvas.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(f"--plot must end in one of {', '.join('.' + f for f in sorted(formats))}; got {path}.")
+    _check_directory(path, "--plot")
+    return Figure
+
+
+def _plot(Figure, history, path, title):
+    """Test accuracy, test cost and ||dC/dw^l|| of every layer l per epoch (the speed of learning)."""
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    ax_acc, ax_cost, ax_grad = fig.subplots(1, 3)
+    epochs = history["epoch"]
+    ax_acc.plot(epochs, [100 * a for a in history.get("val_accuracy", [])], marker=".")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax_cost.plot(epochs, history.get("val_cost", []), marker=".")
+    ax_cost.set(xlabel="epoch", ylabel="test cost")
+    norms = np.array(history.get("grad_norms", []), dtype=float).reshape(len(epochs), -1)
+    for layer in range(norms.shape[1]):
+        ax_grad.plot(epochs, norms[:, layer], marker=".", label=f"w^{layer + 2}")  # the book numbers from 2
+    ax_grad.set(xlabel="epoch", ylabel="||dC/dw|| (training rows)", yscale="log" if norms.size else "linear")
+    if norms.size:
+        ax_grad.legend()
+    fig.suptitle(title)
+    fig.savefig(path)
+
+
+# ---------------------------------------------------------------------------------------------- gradcheck
+def run_gradcheck(args):
+    model = MLP(args.sizes, activation=args.activation, cost=args.cost, seed=args.seed)
+    # The batch continues the model's random stream, so one seed fixes weights and data.
+    X = model.rng.standard_normal((args.batch, model.sizes[0]))
+    y = model.rng.integers(0, model.sizes[-1], args.batch)
+    error = gradcheck(model, X, y)
+    passed = error <= args.tol
+    print(f"gradcheck: sizes {list(model.sizes)}, {','.join(model.activation_names)}, {model.cost_name} cost, "
+          f"batch {args.batch}, {model.n_params} parameters: max relative error {error:.3g} "
+          f"(tol {args.tol:g}) {'PASS' if passed else 'FAIL'}")
+    return 0 if passed else 1
+
+
+# ---------------------------------------------------------------------------------------------- info
+def run_info(args):
+    import numba
+
+    from .threads import available_cores, default_threads
+
+    try:
+        import matplotlib
+        plot = f"matplotlib {matplotlib.__version__}"
+    except ImportError:
+        plot = "not installed (train --plot needs matplotlib)"
+    fashion = (f"installed ({datasets.fashion_mnist_dir()})" if datasets.fashion_mnist_available()
+               else "not installed (train uses digits)")
+    print(f"fastbp {__version__}\npython {platform.python_version()}\nnumpy {np.__version__}\n"
+          f"numba {numba.__version__}\nthreading layer: {_threading_layer()}\n"
+          f"threads: {default_threads()} (numba pool {numba.config.NUMBA_NUM_THREADS}, "
+          f"{available_cores()} cores available)\nfashion-mnist: {fashion}\nplotting: {plot}")
+    return 0
+
+
+def _threading_layer():
+    """The layer numba's parallel kernels use; it is only chosen once a parallel region has run."""
+    import numba
+
+    @numba.njit(parallel=True)
+    def touch(n):
+        total = 0
+        for i in numba.prange(n):
+            total += i
+        return total
+
+    try:
+        touch(4)
+        return numba.threading_layer()
+    except Exception as exc:  # diagnostics only: report why no layer could start instead of failing
+        return f"unavailable ({type(exc).__name__}: {exc})"

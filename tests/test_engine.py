@@ -1,0 +1,157 @@
+"""The kernels against independent references: the NumPy baselines and central finite differences."""
+import numpy as np
+import pytest
+from numba import njit
+
+from conftest import F32_RTOL, F64_ATOL, FD_RTOL, copy_params
+from fastbp import MLP, reference
+from fastbp.gradcheck import gradcheck
+from fastbp.model import Trainer
+
+ARCHITECTURES = [[5, 3], [6, 4, 3], [7, 6, 5, 4], [8, 7, 6, 5, 3], [9, 12, 10, 8, 6, 4]]
+COMBINATIONS = [  # (activation per weight layer, cost); the last layer may be softmax
+    ("sigmoid", "quadratic"), ("sigmoid", "cross-entropy"), (["tanh", "softmax"], "log-likelihood"),
+    (["relu", "sigmoid"], "cross-entropy"), (["linear", "softmax"], "quadratic"),
+    (["tanh", "linear"], "quadratic"), (["sigmoid", "softmax"], "cross-entropy"),
+    (["relu", "tanh"], "quadratic"), (["sigmoid", "sigmoid"], "log-likelihood"),
+]
+
+
+def problem(rng, sizes, m, cost="quadratic"):
+    """Inputs away from zero and targets away from the outputs, so that no gradient component is tiny."""
+    X = rng.uniform(0.2, 1.0, (m, sizes[0]))
+    Y = rng.uniform(0.05, 0.3, (m, sizes[-1]))
+    if cost == "log-likelihood":
+        Y /= Y.sum(axis=1, keepdims=True)
+    return X, Y
+
+
+def expand(activation, n_layers):
+    """A two-entry (hidden, output) spec expanded to one entry per weight layer."""
+    if isinstance(activation, str):
+        return [activation] * n_layers
+    return [activation[0]] * (n_layers - 1) + [activation[1]]
+
+
+@pytest.mark.parametrize("sizes", ARCHITECTURES, ids=str)
+@pytest.mark.parametrize("m", [1, 7])
+def test_gradient_matches_numpy_matrix_baseline(rng, sizes, m):
+    net = MLP(sizes, seed=1, init="large")
+    X, Y = problem(rng, sizes, m)
+    grad_w, grad_b = net.gradient(X, Y)
+    ref_w, ref_b = reference.mean_gradient(*copy_params(net), X, Y)
+    for got, want in zip(grad_w + grad_b, ref_w + ref_b):
+        np.testing.assert_allclose(got, want, rtol=0, atol=F64_ATOL)
+
+
+@pytest.mark.parametrize("activation,cost", COMBINATIONS, ids=str)
+def test_every_activation_and_cost_against_reference_and_finite_differences(rng, activation, cost):
+    sizes = [6, 5, 4, 3]
+    acts = expand(activation, len(sizes) - 1)
+    net = MLP(sizes, activation=acts, cost=cost, seed=3)
+    X, Y = problem(rng, sizes, 5, cost)
+    grad_w, grad_b = net.gradient(X, Y)
+    ref_w, ref_b = reference.mean_gradient(*copy_params(net), X, Y, activations=acts, cost=cost)
+    for got, want in zip(grad_w + grad_b, ref_w + ref_b):
+        np.testing.assert_allclose(got, want, rtol=0, atol=F64_ATOL)
+    assert net.cost(X, Y) == pytest.approx(reference.total_cost(*copy_params(net), X, Y, activations=acts,
+                                                                cost=cost), rel=1e-13)
+    assert gradcheck(net, X, Y) <= FD_RTOL
+
+
+@pytest.mark.parametrize("sizes", [[4, 3], [5, 4, 3], [6, 5, 4, 3, 2]], ids=str)
+def test_gradcheck_several_depths(rng, sizes):
+    net = MLP(sizes, seed=7, init="large")
+    X, Y = problem(rng, sizes, 3)
+    assert gradcheck(net, X, Y) <= FD_RTOL
+
+
+def test_gradcheck_detects_a_wrong_gradient(rng):
+    """The check can fail: a model whose gradient is slightly off is caught."""
+    net = MLP([5, 4, 3], seed=2)
+    X, Y = problem(rng, [5, 4, 3], 4)
+
+    class Skewed:
+        weights, biases, cost = net.weights, net.biases, net.cost
+
+        def gradient(self, X, Y):
+            gw, gb = net.gradient(X, Y)
+            gw[0][0, 0] *= 1.001
+            return gw, gb
+
+    assert gradcheck(Skewed(), X, Y) > 1e-4
+
+
+@njit
+def softplus(z):
+    return np.log1p(np.exp(z))
+
+
+@njit
+def softplus_prime(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def test_custom_activation_runs_in_the_kernels(rng):
+    sizes = [5, 4, 3]
+    net = MLP(sizes, activation=[(softplus, softplus_prime), "sigmoid"], seed=4)
+    X, Y = problem(rng, sizes, 6)
+    assert gradcheck(net, X, Y) <= FD_RTOL
+    # Same forward pass written out in NumPy.
+    a = np.log1p(np.exp(X @ net.weights[0].T + net.biases[0]))
+    a = 1 / (1 + np.exp(-(a @ net.weights[1].T + net.biases[1])))
+    np.testing.assert_allclose(net.forward(X), a, rtol=0, atol=F64_ATOL)
+    history = net.fit(X, Y, epochs=2, batch_size=2, eta=0.5)
+    assert history["epoch"] == [1, 2]
+
+
+@pytest.mark.parametrize("sizes,batch_size,n", [([6, 5, 3], 4, 10), ([7, 6, 5, 4], 3, 9), ([5, 4], 1, 5),
+                                                ([784, 30, 10], 10, 35)], ids=str)
+def test_epochs_match_both_numpy_baselines(rng, sizes, batch_size, n):
+    """Whole epochs in a fixed order, the last batch smaller when batch_size does not divide n."""
+    net = MLP(sizes, seed=5, init="large")
+    X = rng.random((n, sizes[0]))
+    y = rng.integers(0, sizes[-1], n)
+    Y = np.eye(sizes[-1])[y]
+    order = rng.permutation(n)
+    weights, biases = copy_params(net)
+    trainer = Trainer(net, X, y, batch_size=batch_size, eta=3.0)
+    for _ in range(2):
+        trainer.epoch(order)
+        for method in ("per_example", "matrix"):
+            w_ref, b_ref = reference.sgd_epoch(weights, biases, X, Y, batch_size=batch_size, eta=3.0,
+                                               method=method, order=order)
+            for got, want in zip(list(net.weights) + list(net.biases), w_ref + b_ref):
+                np.testing.assert_allclose(got, want, rtol=0, atol=F64_ATOL)
+        weights, biases = w_ref, b_ref
+
+
+def test_fit_without_shuffle_is_the_books_rule_with_l2(rng):
+    sizes, n = [6, 5, 3], 11
+    net = MLP(sizes, cost="cross-entropy", seed=6)
+    X, y = rng.random((n, 6)), rng.integers(0, 3, n)
+    weights, biases = copy_params(net)
+    net.fit(X, y, epochs=1, batch_size=4, eta=0.5, lmbda=2.0, shuffle=False)
+    w_ref, b_ref = reference.sgd_epoch(weights, biases, X, np.eye(3)[y], batch_size=4, eta=0.5, lmbda=2.0,
+                                       cost="cross-entropy", method="per_example")
+    for got, want in zip(list(net.weights) + list(net.biases), w_ref + b_ref):
+        np.testing.assert_allclose(got, want, rtol=0, atol=F64_ATOL)
+
+
+def test_float32_within_float32_tolerance(rng):
+    sizes = [20, 16, 8, 5]
+    net64 = MLP(sizes, seed=8)
+    net32 = MLP(sizes, seed=8, dtype="float32")
+    assert net32.params.dtype == np.float32
+    X, y = rng.random((50, 20)), rng.integers(0, 5, 50)
+    np.testing.assert_allclose(net32.params, net64.params.astype(np.float32), rtol=0, atol=0)
+    out32 = net32.forward(X)
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, net64.forward(X), rtol=F32_RTOL, atol=1e-6)
+    g32, g64 = net32.gradient(X, y), net64.gradient(X, y)
+    for got, want in zip(g32[0] + g32[1], g64[0] + g64[1]):
+        np.testing.assert_allclose(got, want, rtol=0, atol=F32_RTOL * np.abs(want).max())
+    order = np.arange(50)
+    Trainer(net32, X, y, batch_size=10, eta=3.0).epoch(order)
+    Trainer(net64, X, y, batch_size=10, eta=3.0).epoch(order)
+    np.testing.assert_allclose(net32.params, net64.params, rtol=0, atol=F32_RTOL * np.abs(net64.params).max())
