@@ -39,8 +39,9 @@ class Network:
         self._model = MLP(sizes, init="large", dtype="float64")
         self.num_layers = len(sizes)
         self.sizes = sizes
-        biases = [np.random.randn(y, 1) for y in sizes[1:]]
-        weights = [np.random.randn(y, x) for x, y in zip(sizes[:-1], sizes[1:])]
+        s = self._model.sizes  # the checked sizes, as ints
+        biases = [np.random.randn(y, 1) for y in s[1:]]
+        weights = [np.random.randn(y, x) for x, y in zip(s[:-1], s[1:])]
         self._weights = self._model.weights
         # reshape of a contiguous 1-D view is itself a view, so the columns stay live.
         self._biases = ParameterList([b.reshape(-1, 1) for b in self._model.biases], "biases")

@@ -1,0 +1,1 @@
+"""fastbp's benchmarks: the asv suite (benchmarks.py) and the side-by-side comparison (compare.py)."""
