@@ -92,10 +92,10 @@ def available_threads(thread_counts=THREADS):
 
 
 def build_cases(data, setup, *, impls=IMPLS, dtypes=DTYPES, thread_counts=None, n_batches=None,
-                schedule=None, seed=0):
+                schedule=None, seed=0, per_example_share=PER_EXAMPLE_SHARE):
     """The cases of one setup: fastbp, PyTorch (when importable), the NumPy matrix mini-batch and the book's
-    per-example loop (float64 only, a fifth of the chunk), each dtype x thread count, all from the same initial
-    parameters over the same shuffled rows. ``thread_counts`` defaults to ``available_threads()``."""
+    per-example loop (float64 only, 1/per_example_share of the chunk), each dtype x thread count, all from the
+    same initial parameters over the same shuffled rows. ``thread_counts`` defaults to ``available_threads()``."""
     sizes = setup_sizes(setup, data.n_in)
     batch_size = SETUPS[setup]["batch_size"]
     thread_counts = available_threads() if thread_counts is None else tuple(thread_counts)
@@ -119,7 +119,7 @@ def build_cases(data, setup, *, impls=IMPLS, dtypes=DTYPES, thread_counts=None, 
                 elif impl == "numpy-matrix":
                     cases.append(peers.numpy_case(*common, n_batches, schedule, params, method="matrix"))
                 elif impl == "numpy-per-example":
-                    cases.append(peers.numpy_case(*common, max(1, n_batches // PER_EXAMPLE_SHARE), schedule,
+                    cases.append(peers.numpy_case(*common, max(1, n_batches // per_example_share), schedule,
                                                   params, method="per_example"))
                 else:
                     raise ValueError(f"impls must hold names from {IMPLS}; got {impl!r}.")
@@ -303,6 +303,7 @@ def parse_args(argv=None):
 def run(args, log=print):
     """Everything the script measures, as one JSON-ready dict."""
     repeats = args.repeats or (3 if args.quick else 7)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     data = peers.load_bench_data(args.data, n_rows=args.rows)
     thread_counts = available_threads()
     impls = tuple(i for i in IMPLS if not (i == "torch" and args.no_torch))
@@ -331,7 +332,7 @@ def run(args, log=print):
         log("timing the first epoch in fresh processes (empty numba cache, then warm) ...")
         compile_info.update(compile_subprocesses(setup_sizes("book", data.n_in), SETUPS["book"]["batch_size"]))
     return {
-        "environment": environment(),
+        "environment": dict(environment(), load_average_before=load_before),
         "data": {"name": data.name, "note": data.note, "rows": data.n_rows, "inputs": data.n_in},
         "settings": {"repeats": repeats, "quick": bool(args.quick), "eta": peers.ETA, "cost": "quadratic",
                      "activation": "sigmoid", "thread_counts": list(thread_counts), "gemm_size": gemm_n,
@@ -350,6 +351,7 @@ def run(args, log=print):
 def report(out, markdown=False):
     """The printed summary of ``run``'s output."""
     env, s = out["environment"], out["settings"]
+    load = env.get("load_average_before")
     lines = [
         f"fastbp benchmark: sigmoid + quadratic cost, plain SGD, eta = {s['eta']}; "
         f"median of {s['repeats']} timed chunks per case, round-robin"
@@ -359,6 +361,9 @@ def report(out, markdown=False):
         + f" (the per-example loop: 1/{PER_EXAMPLE_SHARE} of that)",
         f"machine: {env['cpu']}, {env['cores']} cores; numba pool {env['numba_threads']} threads "
         f"({env['numba_threading_layer']}); BLAS: {', '.join(env['blas']) or 'unknown'}",
+        (f"load average (1 min) at the start: {load:.2f}"
+         + (" -- other programs were busy, so the figures are noisier than on an idle machine" if load > 0.5
+            else "")) if load is not None else "load average: unknown",
         f"versions: python {env['python']}, numpy {env['numpy']}, numba {env['numba']}, "
         f"torch {env['torch'] or 'not installed (its rows are left out)'}",
         f"GEMM peak ({s['gemm_size']}x{s['gemm_size']} matmul, best of 3): "

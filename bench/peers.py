@@ -85,8 +85,9 @@ def load_bench_data(spec="fashion-mnist", n_rows=None, seed=0):
                          f"scikit-learn digits training set ({len(d.X_train):,} images of 64 pixels)")
     else:
         why = ("Fashion-MNIST is not installed, so " if spec == "fashion-mnist" else "")
-        data = random_data(FASHION_SHAPE[0], FASHION_SHAPE[1], seed,
-                           f"{why}random data of Fashion-MNIST's shape ({FASHION_SHAPE[0]:,} x {FASHION_SHAPE[1]}); "
+        rows = FASHION_SHAPE[0] if n_rows is None else min(n_rows, FASHION_SHAPE[0])
+        return random_data(rows, FASHION_SHAPE[1], seed,
+                           f"{why}random data of Fashion-MNIST's shape ({rows:,} x {FASHION_SHAPE[1]}); "
                            "the speed does not depend on the values")
     if n_rows is not None and n_rows < data.n_rows:
         data = BenchData(data.name, data.X[:n_rows], data.y[:n_rows], f"{data.note}, first {n_rows:,} rows")
@@ -209,14 +210,14 @@ def train_epoch_stats():
 
 
 def fastbp_first_call(data, sizes, batch_size, dtype):
-    """Seconds of the first training call for (sizes, dtype) in this process, on a scratch model: the JIT
-    compile (or the load of the compiled code from numba's disk cache) plus one mini-batch. Returns
+    """Seconds of the first model and training call for (sizes, dtype) in this process, on a scratch model: the
+    JIT compile (or the load of the compiled code from numba's disk cache) plus one mini-batch. Returns
     (seconds, how) with how "compiled", "loaded from cache" or "already loaded"."""
     from fastbp.model import MLP, Trainer
     hits, misses = train_epoch_stats()
+    start = time.perf_counter()
     model = MLP(sizes, dtype=dtype, seed=0, n_threads=1)
     trainer = Trainer(model, data.X[:batch_size], data.y[:batch_size], batch_size=batch_size, eta=ETA)
-    start = time.perf_counter()
     trainer.epoch(np.arange(min(batch_size, data.n_rows), dtype=np.int64))
     seconds = time.perf_counter() - start
     hits2, misses2 = train_epoch_stats()

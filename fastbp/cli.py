@@ -11,6 +11,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -58,56 +59,63 @@ def _number(kind, low, low_open=False):
 
 def build_parser():
     """The argument parser of the ``fastbp`` command."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="fastbp", description="Fast CPU backpropagation for fully-connected "
                                      "networks (Nielsen's chapter 2 as Numba kernels).")
     parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    act_names = ",".join(activations.CODES)
 
-    train = commands.add_parser("train", formatter_class=fmt, help="train a network and report test accuracy",
-                                description="Train by mini-batch SGD with the book's setup; print test "
-                                "accuracy, cost, seconds and examples/s after every epoch.")
+    train = commands.add_parser("train", help="train a network and report test accuracy per epoch",
+                                description="Train by mini-batch SGD with the book's setup and print, after "
+                                "every epoch, test accuracy, test cost, seconds and examples/s.")
     train.add_argument("--data", default="default", metavar="{fashion-mnist,digits,PATH}",
-                       help="data set, a directory of IDX files or a mnist.pkl.gz; 'default' is Fashion-MNIST "
-                       "when installed, else digits")
-    train.add_argument("--sizes", type=_sizes, help="neurons per layer, e.g. 784,30,10 "
-                       f"(default: inputs,{BOOK_HIDDEN},classes of the data)")
-    train.add_argument("--epochs", type=_number(int, 0), default=30)
-    train.add_argument("--batch-size", type=_number(int, 1), default=10, help="mini-batch size m")
-    train.add_argument("--eta", type=_number(float, 0.0, low_open=True), default=3.0, help="learning rate")
-    train.add_argument("--activation", type=_activation, default="sigmoid",
-                       help=f"{', '.join(activations.CODES)}, or one per layer comma-separated")
-    train.add_argument("--cost", choices=list(costs.CODES), default="quadratic")
-    train.add_argument("--lmbda", type=_number(float, 0.0), default=0.0, help="L2 regularisation")
-    train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd")
-    train.add_argument("--momentum", type=_number(float, 0.0), default=None,
-                       help=f"momentum coefficient (default {DEFAULT_MOMENTUM} with --optimizer momentum)")
+                       help="data set, a directory of IDX files or a mnist.pkl.gz (default: Fashion-MNIST "
+                       "when installed, else digits)")
+    train.add_argument("--sizes", type=_sizes, metavar="N,N,...",
+                       help=f"neurons per layer, e.g. 784,30,10 (default: inputs,{BOOK_HIDDEN},classes)")
+    train.add_argument("--epochs", type=_number(int, 0), default=30, metavar="N", help="(default: %(default)s)")
+    train.add_argument("--batch-size", type=_number(int, 1), default=10, metavar="M",
+                       help="mini-batch size (default: %(default)s)")
+    train.add_argument("--eta", type=_number(float, 0.0, low_open=True), default=3.0,
+                       help="learning rate (default: %(default)s)")
+    train.add_argument("--activation", type=_activation, default="sigmoid", metavar="NAME[,NAME...]",
+                       help=f"{act_names}; one name, or one per weight layer (default: %(default)s)")
+    train.add_argument("--cost", choices=list(costs.CODES), default="quadratic", help="(default: %(default)s)")
+    train.add_argument("--lmbda", type=_number(float, 0.0), default=0.0,
+                       help="L2 regularisation, network2's lmbda (default: %(default)s)")
+    train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd", help="(default: %(default)s)")
+    train.add_argument("--momentum", type=_number(float, 0.0), metavar="MU",
+                       help=f"with --optimizer momentum (default: {DEFAULT_MOMENTUM})")
     train.add_argument("--init", choices=list(INITS), default="default",
-                       help="weights N(0, 1/n_in) (default) or N(0, 1) (large)")
-    train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    train.add_argument("--seed", type=_number(int, 0), help="seed for the weights and the shuffling")
-    train.add_argument("--threads", type=_number(int, 1), help="kernel threads (default: all available)")
+                       help="weights N(0, 1/n_in) or N(0, 1) (default: %(default)s)")
+    train.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="(default: %(default)s)")
+    train.add_argument("--seed", type=_number(int, 0), metavar="N", help="seed for the weights and shuffling")
+    train.add_argument("--threads", type=_number(int, 1), metavar="N", help="kernel threads (default: all cores)")
     train.add_argument("--save", metavar="PATH", help="write the trained model (.npz or .json)")
     train.add_argument("--plot", metavar="PATH", help="plot accuracy, cost and per-layer gradient norms "
-                       "(needs matplotlib)")
-    train.add_argument("--json", action="store_true", help="print JSON lines (start, one per epoch, end)")
+                       "per epoch (needs matplotlib)")
+    train.add_argument("--json", action="store_true", help="print JSON lines: start, one per epoch, end")
     train.add_argument("--quiet", action="store_true", help="no progress bar; print only the final line")
     train.set_defaults(run=run_train, parser=train)
 
-    check = commands.add_parser("gradcheck", formatter_class=fmt, help="check backprop against finite "
-                                "differences", description="Compare backprop's gradient with central finite "
-                                "differences on a small random network and batch.")
-    check.add_argument("--sizes", type=_sizes, default=[20, 12, 8, 5])
-    check.add_argument("--activation", type=_activation, default="sigmoid")
-    check.add_argument("--cost", choices=list(costs.CODES), default="quadratic")
-    check.add_argument("--batch", type=_number(int, 1), default=16, help="rows in the random batch")
-    check.add_argument("--seed", type=_number(int, 0), default=0)
+    check = commands.add_parser("gradcheck", help="check backprop against finite differences",
+                                description="Compare backprop's gradient with central finite differences on a "
+                                "small random network and batch; exit 1 if the error exceeds --tol.")
+    check.add_argument("--sizes", type=_sizes, default=[20, 12, 8, 5], metavar="N,N,...",
+                       help="neurons per layer (default: 20,12,8,5)")
+    check.add_argument("--activation", type=_activation, default="sigmoid", metavar="NAME[,NAME...]",
+                       help=f"{act_names} (default: %(default)s)")
+    check.add_argument("--cost", choices=list(costs.CODES), default="quadratic", help="(default: %(default)s)")
+    check.add_argument("--batch", type=_number(int, 1), default=16, metavar="N",
+                       help="rows in the random batch (default: %(default)s)")
+    check.add_argument("--seed", type=_number(int, 0), default=0, metavar="N", help="(default: %(default)s)")
     check.add_argument("--tol", type=_number(float, 0.0, low_open=True), default=1e-7,
-                       help="largest relative error that passes")
+                       help="largest relative error that passes (default: %(default)s)")
     check.set_defaults(run=run_gradcheck, parser=check)
 
-    info = commands.add_parser("info", help="versions, threads and data", description="Show versions, the "
-                               "threading layer, threads and whether Fashion-MNIST is installed.")
+    info = commands.add_parser("info", help="versions, threads and data",
+                               description="Show versions, the threading layer, threads and whether "
+                               "Fashion-MNIST is installed.")
     info.set_defaults(run=run_info, parser=info)
     return parser
 
@@ -122,13 +130,20 @@ def main(argv=None):
     except SystemExit as exc:  # argparse: --help/--version (0) or bad arguments (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.run(args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"fastbp: error: {str(exc).replace(chr(10), ' ')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fastbp: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    # One line such as "fastbp: warning: Training diverged in epoch 3 ...", not Python's source excerpt.
+    print(f"fastbp: warning: {message}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -140,7 +155,10 @@ def run_train(args):
         _check_directory(args.save, "--save")
     out = _Output(json_lines=args.json, quiet=args.quiet)
 
-    data = datasets.load_dataset(args.data, dtype=args.dtype)
+    try:
+        data = datasets.load_dataset(args.data, dtype=args.dtype)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise type(exc)(f"--data {args.data}: {exc}") from None
     sizes = args.sizes or [data.n_features, BOOK_HIDDEN, data.n_classes]
     if sizes[0] != data.n_features or sizes[-1] != data.n_classes:
         raise ValueError(f"--sizes must start with {data.n_features} inputs and end with {data.n_classes} "
@@ -150,12 +168,12 @@ def run_train(args):
     model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=args.seed,
                 init=args.init, n_threads=args.threads)
     n_train, n_test = len(data.y_train), len(data.y_test)
-    out.start(
+    out.emit(
         f"data: {data.name}, train X {data.X_train.shape} y {data.y_train.shape}, test X {data.X_test.shape} "
         f"y {data.y_test.shape}, {data.n_classes} classes\n"
         f"network: {list(model.sizes)} {','.join(model.activation_names)}, {model.cost_name} cost, "
         f"{model.dtype.name}, {args.optimizer} eta {args.eta:g}, mini-batch {args.batch_size}, lmbda {args.lmbda:g}, "
-        f"{args.epochs} epochs, {model.n_threads} threads",
+        f"{args.epochs} epochs, {model.n_threads} thread{'s' if model.n_threads != 1 else ''}",
         {"event": "start", "data": data.name, "train_shape": list(data.X_train.shape),
          "test_shape": list(data.X_test.shape), "n_classes": data.n_classes, "sizes": list(model.sizes),
          "activations": model.activation_names, "cost": model.cost_name, "dtype": model.dtype.name,
@@ -171,7 +189,7 @@ def run_train(args):
                   "seconds": seconds, "examples_per_second": rate, "eta": history["eta"][-1]}
         if "grad_norms" in history:
             record["grad_norms"] = history["grad_norms"][-1]
-        out.epoch(f"epoch {epoch}/{args.epochs}: test accuracy {correct}/{n_test} ({100 * accuracy:.2f}%), "
+        out.emit(f"epoch {epoch}/{args.epochs}: test accuracy {correct}/{n_test} ({100 * accuracy:.2f}%), "
                   f"test cost {record['test_cost']:.5g}, {seconds:.2f} s, {rate:,.0f} examples/s", record)
 
     start = time.perf_counter()
@@ -187,10 +205,10 @@ def run_train(args):
     accuracy = model.score(data.X_test, data.y_test)
     correct, epochs_run = round(accuracy * n_test), len(history["epoch"])
     extras = "".join(f"; {what} {path}" for what, path in (("saved", args.save), ("plot", args.plot)) if path)
-    out.end(f"final: test accuracy {correct}/{n_test} ({100 * accuracy:.2f}%) after {epochs_run} epochs in "
+    out.emit(f"final: test accuracy {correct}/{n_test} ({100 * accuracy:.2f}%) after {epochs_run} epochs in "
             f"{seconds:.2f} s{extras}",
             {"event": "end", "epochs_run": epochs_run, "test_accuracy": accuracy, "test_correct": correct,
-             "test_size": n_test, "seconds": seconds, "saved": args.save, "plot": args.plot})
+             "test_size": n_test, "seconds": seconds, "saved": args.save, "plot": args.plot}, final=True)
     return 0
 
 
@@ -200,19 +218,9 @@ class _Output:
     def __init__(self, *, json_lines, quiet):
         self.json_lines, self.quiet = json_lines, quiet
 
-    def _emit(self, text, record, final=False):
-        if self.quiet and not final:
-            return
-        print(json.dumps(record) if self.json_lines else text, flush=True)
-
-    def start(self, text, record):
-        self._emit(text, record)
-
-    def epoch(self, text, record):
-        self._emit(text, record)
-
-    def end(self, text, record):
-        self._emit(text, record, final=True)
+    def emit(self, text, record, *, final=False):
+        if final or not self.quiet:
+            print(json.dumps(record) if self.json_lines else text, flush=True)
 
 
 def _check_directory(path, option):
@@ -239,19 +247,25 @@ def _plotting(path):
 
 def _plot(Figure, history, path, title):
     """Test accuracy, test cost and ||dC/dw^l|| of every layer l per epoch (the speed of learning)."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(12, 3.6), layout="constrained")
     ax_acc, ax_cost, ax_grad = fig.subplots(1, 3)
     epochs = history["epoch"]
     ax_acc.plot(epochs, [100 * a for a in history.get("val_accuracy", [])], marker=".")
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax_acc.set(ylabel="test accuracy (%)")
     ax_cost.plot(epochs, history.get("val_cost", []), marker=".")
-    ax_cost.set(xlabel="epoch", ylabel="test cost")
+    ax_cost.set(ylabel="test cost")
     norms = np.array(history.get("grad_norms", []), dtype=float).reshape(len(epochs), -1)
     for layer in range(norms.shape[1]):
-        ax_grad.plot(epochs, norms[:, layer], marker=".", label=f"w^{layer + 2}")  # the book numbers from 2
-    ax_grad.set(xlabel="epoch", ylabel="||dC/dw|| (training rows)", yscale="log" if norms.size else "linear")
+        ax_grad.plot(epochs, norms[:, layer], marker=".", label=f"$w^{{{layer + 2}}}$")  # the book numbers from 2
+    ax_grad.set(ylabel="$\\|\\partial C / \\partial w^l\\|$ (speed of learning)")
     if norms.size:
+        ax_grad.set_yscale("log")
         ax_grad.legend()
+    for ax in (ax_acc, ax_cost, ax_grad):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.savefig(path)
 

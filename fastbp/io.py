@@ -34,7 +34,7 @@ NETWORK2_COSTS = ("QuadraticCost", "CrossEntropyCost")
 
 
 def format_of(path):
-    """"npz" or "json" from the suffix of ``path`` (ValueError for anything else)."""
+    """The format of ``path`` from its suffix: "npz" or "json" (ValueError for anything else)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}.")
     suffix = os.path.splitext(os.fspath(path))[1].lower()
