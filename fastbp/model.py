@@ -61,6 +61,25 @@ class ParameterList(list):
                              "or non-finite values.")
         view[...] = arr
 
+    def assign(self, new, backing):
+        """Copy every array of ``new`` into the views, all or nothing: on an error ``backing`` (the vector the
+        views share) is restored. Arrays that are views of ``backing`` themselves are read before any write."""
+        try:
+            new = list(new)
+        except TypeError:
+            raise TypeError(f"{self._name} must be a list of {len(self)} arrays; got {type(new).__name__}.") from None
+        if len(new) != len(self):
+            raise ValueError(f"{self._name} must be a list of {len(self)} arrays (one per layer after the input "
+                             f"layer); got {len(new)}.")
+        arrays = [np.array(a) if np.may_share_memory(a, backing) else a for a in new]
+        backup = backing.copy()
+        try:
+            for i, arr in enumerate(arrays):
+                self[i] = arr
+        except (TypeError, ValueError):
+            backing[...] = backup
+            raise
+
     def __reduce__(self):
         return list, (list(self),)
 
@@ -133,7 +152,7 @@ class MLP:
 
     @weights.setter
     def weights(self, new):
-        self._assign_all(self._weights, new, "weights")
+        self._weights.assign(new, self._theta)
 
     @property
     def biases(self):
@@ -141,19 +160,7 @@ class MLP:
 
     @biases.setter
     def biases(self, new):
-        self._assign_all(self._biases, new, "biases")
-
-    def _assign_all(self, target, new, name):
-        new = list(new)
-        if len(new) != len(target):
-            raise ValueError(f"{name} must be a list of {len(target)} arrays; got {len(new)}.")
-        backup = self._theta.copy()
-        try:
-            for i, arr in enumerate(new):
-                target[i] = arr
-        except (TypeError, ValueError):
-            self._theta[...] = backup  # all or nothing
-            raise
+        self._biases.assign(new, self._theta)
 
     def _workspace(self, m):
         """The kernels' workspace for batches of up to m rows, reused across calls."""
@@ -270,6 +277,11 @@ class MLP:
         return trainer.run(epochs, shuffle=shuffle, early_stopping=early_stopping, halve_eta_after=halve_eta_after,
                            min_eta_fraction=min_eta_fraction, monitor_training=monitor_training,
                            monitor_gradients=monitor_gradients, progress=show, callback=callback)
+
+    def save(self, path):
+        """Write the model to ``path``: ``.npz`` or ``.json`` (network2's fields plus fastbp's), atomically."""
+        from .io import save  # io builds MLPs when loading: import it only when needed
+        save(self, path)
 
     def __repr__(self):
         return (f"MLP(sizes={list(self.sizes)}, activation={self.activation_names}, cost={self.cost_name!r}, "

@@ -49,7 +49,7 @@ def test_bad_assignment_leaves_parameters_untouched():
     before = net.params.copy()
     with pytest.raises(ValueError, match=r"weights\[0\] must have shape \(3, 4\); got \(4, 3\)"):
         net.weights[0] = np.zeros((4, 3))
-    with pytest.raises(ValueError, match="biases must be a list of 2 arrays; got 1"):
+    with pytest.raises(ValueError, match=r"biases must be a list of 2 arrays \(one per layer after the input layer\); got 1"):
         net.biases = [np.zeros(3)]
     with pytest.raises(ValueError, match=r"weights\[1\] must have shape"):
         net.weights = [np.zeros((3, 4)), np.zeros((3, 3))]  # first fits, second does not: nothing changes
@@ -218,3 +218,17 @@ def test_divergence_restores_the_last_finite_parameters(rng):
         history = net.fit(X, Y, epochs=50, batch_size=5, eta=10.0)
     assert np.isfinite(net.params).all()
     assert len(history["epoch"]) < 50
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_save_and_load_give_identical_predictions(rng, tmp_path, suffix):
+    import fastbp
+    net = MLP([5, 4, 3], activation=["relu", "softmax"], cost="log-likelihood", dtype="float32", seed=2)
+    path = tmp_path / f"model{suffix}"
+    net.save(path)
+    loaded = fastbp.load(path)
+    X = rng.random((8, 5))
+    np.testing.assert_array_equal(loaded.params, net.params)
+    np.testing.assert_array_equal(loaded.forward(X), net.forward(X))
+    assert (loaded.activation_names, loaded.cost_name, loaded.dtype) == (net.activation_names, net.cost_name,
+                                                                         net.dtype)

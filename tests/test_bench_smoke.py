@@ -1,0 +1,139 @@
+"""Smoke test of the benchmark comparison (bench/compare.py): its functions run on tiny data, one repetition,
+and build the expected table. Speeds are not checked, only that the figures are there and consistent."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench import compare, peers  # noqa: E402
+
+HAS_TORCH = peers.torch_version() is not None
+SETUPS = ("book", "large")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Every implementation on both setups, 2 mini-batches per chunk, 1 repetition, on 300 random rows."""
+    data = peers.random_data(300, 784, seed=1)
+    results = []
+    for setup in SETUPS:
+        cases = compare.build_cases(data, setup, thread_counts=(1,), n_batches=2, per_example_share=1)
+        results += compare.measure(cases, repeats=1)
+    peaks = compare.gemm_peaks(thread_counts=(1,), n=64, repeats=1)
+    return results, peaks
+
+
+def expected_rows():
+    rows = set()
+    for setup in SETUPS:
+        for dtype in ("float64", "float32"):
+            rows |= {(setup, dtype, "fastbp"), (setup, dtype, "numpy-matrix")}
+            if HAS_TORCH:
+                rows.add((setup, dtype, "torch"))
+        rows.add((setup, "float64", "numpy-per-example"))
+    return rows
+
+
+def test_flops_per_example_counts_forward_weight_gradient_and_error_propagation():
+    # [784, 30, 10]: forward 2(784*30 + 30*10) = 47,640, BP4 as many, BP2 2*30*10 = 600.
+    assert compare.flops_per_example([784, 30, 10]) == 95_880
+    # [5, 4, 3, 2]: products 20, 12, 6 -> 76 + 76 + 2 * (12 + 6).
+    assert compare.flops_per_example([5, 4, 3, 2]) == 188
+
+
+def test_setup_sizes_follow_the_input_width():
+    assert compare.setup_sizes("book") == [784, 30, 10]
+    assert compare.setup_sizes("large", 64) == [64, 256, 128, 10]
+
+
+def test_table_has_one_row_per_implementation_setup_and_dtype(tiny):
+    results, peaks = tiny
+    rows = compare.build_table(results, peaks)
+    keys = [(r["setup"], r["dtype"], r["impl"]) for r in rows]
+    assert len(keys) == len(set(keys))  # one thread count was timed, so one row each
+    assert set(keys) == expected_rows()
+
+
+def test_ratio_and_bound_columns_are_consistent(tiny):
+    results, peaks = tiny
+    rows = compare.build_table(results, peaks)
+    fastbp = {(r["setup"], r["dtype"]): r["us_per_example"] for r in rows if r["impl"] == "fastbp"}
+    for r in rows:
+        assert r["us_per_example"] > 0 and np.isfinite(r["us_per_example"])
+        assert r["ratio"] == pytest.approx(r["us_per_example"] / fastbp[(r["setup"], r["dtype"])])
+        assert r["epoch_seconds"] == pytest.approx(r["us_per_example"] * 60_000 / 1e6)
+        bound = compare.flops_per_example(r["sizes"]) / peaks[(r["dtype"], 1)] * 1e6
+        assert r["bound_us"] == pytest.approx(bound)
+        assert r["gemm_bound_pct"] == pytest.approx(100 * bound / r["us_per_example"])
+        if r["impl"] == "fastbp":
+            assert r["ratio"] == 1.0
+
+
+def test_text_and_markdown_tables(tiny):
+    results, peaks = tiny
+    rows = compare.build_table(results, peaks)
+    md = compare.format_table(rows, markdown=True).splitlines()
+    assert md[0].startswith("| setup | dtype | implementation | threads | µs/example")
+    assert "ratio" in md[0] and "% of GEMM bound" in md[0]
+    assert len(md) == 2 + len(rows)
+    assert all(line.startswith("|") and line.endswith("|") for line in md)
+    text = compare.format_table(rows).splitlines()
+    assert len(text) == 2 + len(rows)
+    assert "fastbp" in text[2] and "1.00×" in text[2]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_every_implementation_trains_the_same_network(setup):
+    """Same start, same mini-batches: after two chunks every float64 implementation holds the same parameters,
+    so the table compares like with like."""
+    data = peers.random_data(200, 784, seed=2)
+    cases = compare.build_cases(data, setup, dtypes=("float64",), thread_counts=(1,), n_batches=2,
+                                per_example_share=1)
+    for case in cases:
+        case.step()
+        case.step()
+    w_ref, b_ref = next(c for c in cases if c.key["impl"] == "fastbp").parameters()
+    start_w, _ = peers.initial_parameters(compare.setup_sizes(setup))
+    assert not np.allclose(w_ref[0], start_w[0])  # it did train
+    for case in cases:
+        w, b = case.parameters()
+        for got, want in zip(w + b, w_ref + b_ref):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=case.key["impl"])
+
+
+def test_finite_differences_cost_more_than_backprop():
+    rows = compare.build_gradient_table(compare.measure_gradients(repeats=1, sizes=(8, 5, 3), n_rows=4,
+                                                                  backprop_calls=3))
+    by_impl = {r["impl"]: r for r in rows}
+    assert set(by_impl) == {"backprop", "finite-differences"}
+    assert by_impl["backprop"]["ratio"] == 1.0
+    assert by_impl["finite-differences"]["n_params"] == 8 * 5 + 5 + 5 * 3 + 3
+    # 2 cost evaluations per parameter (126) against one backprop pass.
+    assert by_impl["finite-differences"]["ratio"] > 5
+
+
+def test_main_writes_the_json_and_prints_the_tables(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    compare.main(["--data", "random", "--rows", "300", "--repeats", "1", "--batches", "2", "--gemm-size", "64",
+                  "--no-compile-subprocess", "--markdown", "--json", str(path)])
+    printed = capsys.readouterr().out
+    assert "random data of Fashion-MNIST's shape" in printed
+    assert "| setup | dtype | implementation |" in printed and "GEMM peak" in printed
+    out = json.loads(path.read_text())
+    assert {(r["setup"], r["dtype"], r["impl"]) for r in out["table"]} == expected_rows()
+    assert out["flops_per_example"]["book"] == 95_880
+    assert all(v > 0 for v in out["gemm_peak_gflops"].values())
+    assert {r["impl"] for r in out["gradients"]} == {"backprop", "finite-differences"}
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--repeats", "0"])
+    with pytest.raises(ValueError, match="data must be"):
+        peers.load_bench_data("mnist")
