@@ -19,7 +19,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -62,25 +61,38 @@ def flops_per_example(sizes):
     return 2 * sum(pairs) + 2 * sum(pairs) + 2 * sum(pairs[1:])
 
 
+def gemm_cases(dtypes=DTYPES, thread_counts=THREADS, n=GEMM_SIZE):
+    """Cases that each multiply two n x n matrices (2 n^3 FLOPs, unit "flop") with BLAS on a thread count:
+    timed with the others, round-robin, so the peak sees the same machine as the training figures."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for dtype in dtypes:
+        a, b = (rng.random((n, n)).astype(dtype) for _ in range(2))
+        out = np.empty((n, n), dtype=dtype)
+        for threads in thread_counts:
+            cases.append(peers.Case(
+                dict(impl="gemm", setup=f"{n}x{n} matmul", sizes=[n, n, n], batch_size=n, dtype=dtype,
+                     threads=threads),
+                lambda a=a, b=b, out=out: np.matmul(a, b, out=out), units=2 * n ** 3, unit="flop",
+                context=lambda threads=threads: peers.blas_threads(threads)))
+    return cases
+
+
+def peaks_from(results):
+    """{(dtype, threads): FLOP/s} from the GEMM records of ``measure``: the best repetition of each."""
+    return {(r["dtype"], r["threads"]): 1e6 / r["min_us"] for r in results if r["unit"] == "flop"}
+
+
 def gemm_peak(dtype="float64", threads=None, n=GEMM_SIZE, repeats=3):
     """The machine's matrix-multiply rate in FLOP/s: 2 n^3 / t for an n x n NumPy matmul, best of ``repeats``,
     with BLAS on ``threads`` threads (None: BLAS's default)."""
-    rng = np.random.default_rng(0)
-    a, b = (rng.random((n, n)).astype(dtype) for _ in range(2))
-    out = np.empty((n, n), dtype=dtype)
-    with peers.blas_threads(threads):
-        np.matmul(a, b, out=out)  # warm: threads started, pages touched
-        best = np.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            np.matmul(a, b, out=out)
-            best = min(best, time.perf_counter() - start)
-    return 2.0 * n ** 3 / best
+    [peak] = peaks_from(measure(gemm_cases((dtype,), (threads,), n), repeats)).values()
+    return peak
 
 
 def gemm_peaks(dtypes=DTYPES, thread_counts=THREADS, n=GEMM_SIZE, repeats=3):
-    """{(dtype, threads): FLOP/s} for every pair."""
-    return {(d, t): gemm_peak(d, t, n, repeats) for d in dtypes for t in thread_counts}
+    """{(dtype, threads): FLOP/s} for every pair, timed round-robin."""
+    return peaks_from(measure(gemm_cases(dtypes, thread_counts, n), repeats))
 
 
 # ----------------------------------------------------------------------------------------------- measuring
@@ -308,11 +320,8 @@ def run(args, log=print):
     thread_counts = available_threads()
     impls = tuple(i for i in IMPLS if not (i == "torch" and args.no_torch))
     log(f"data: {data.note}")
-    log("measuring the GEMM peaks ...")
     gemm_n = args.gemm_size or (1024 if args.quick else GEMM_SIZE)
-    peaks = gemm_peaks(DTYPES, thread_counts, n=gemm_n)
-
-    cases, first_calls = [], {}
+    cases, first_calls = gemm_cases(DTYPES, thread_counts, gemm_n), {}
     for setup in SETUPS:
         batches = args.batches or (N_BATCHES_QUICK if args.quick else N_BATCHES)[setup]
         log(f"preparing {setup}: {setup_sizes(setup, data.n_in)}, mini-batch {SETUPS[setup]['batch_size']}, "
@@ -326,6 +335,7 @@ def run(args, log=print):
     log(f"timing {len(cases) + len(grad_cases)} cases x {repeats} repeats, round-robin ...")
     results = measure(cases + grad_cases, repeats,
                       progress=lambda i, n: log(f"  round {i}/{n}", end="\r" if i < n else "\n"))
+    peaks = peaks_from(results)
     compile_info = {"in_process_first_call": {d: {"seconds": i["first_call_seconds"], "how": i["first_call"]}
                                               for d, i in first_calls.items()}}
     if not (args.quick or args.no_compile_subprocess):
@@ -357,7 +367,7 @@ def report(out, markdown=False):
         f"median of {s['repeats']} timed chunks per case, round-robin"
         + (" (quick run)" if s["quick"] else ""),
         f"data: {out['data']['note']}",
-        f"examples per timed chunk: " + ", ".join(f"{k} {v:,}" for k, v in s["chunk_examples"].items())
+        "examples per timed chunk: " + ", ".join(f"{k} {v:,}" for k, v in s["chunk_examples"].items())
         + f" (the per-example loop: 1/{PER_EXAMPLE_SHARE} of that)",
         f"machine: {env['cpu']}, {env['cores']} cores; numba pool {env['numba_threads']} threads "
         f"({env['numba_threading_layer']}); BLAS: {', '.join(env['blas']) or 'unknown'}",
@@ -366,7 +376,7 @@ def report(out, markdown=False):
             else "")) if load is not None else "load average: unknown",
         f"versions: python {env['python']}, numpy {env['numpy']}, numba {env['numba']}, "
         f"torch {env['torch'] or 'not installed (its rows are left out)'}",
-        f"GEMM peak ({s['gemm_size']}x{s['gemm_size']} matmul, best of 3): "
+        f"GEMM peak ({s['gemm_size']}x{s['gemm_size']} NumPy matmul, best of {s['repeats']}, timed with the rest): "
         + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in out["gemm_peak_gflops"].items()),
         "FLOPs per training example: " + ", ".join(f"{k} {v:,}" for k, v in out["flops_per_example"].items()),
     ]

@@ -261,7 +261,8 @@ class MLP:
         parameters; ``halve_eta_after=k`` halves eta after k such epochs and stops when eta falls below
         ``min_eta_fraction`` of its start (the book's chapter 3 schedule). ``monitor_gradients`` records the
         norm of each layer's weight gradient (the speed of learning of that layer) on up to 1,000 training rows.
-        ``callback(epoch, history)`` runs after each epoch; ``progress`` shows a bar (default: on a terminal).
+        ``callback(epoch, history)`` runs after each epoch and stops training by returning True; ``progress``
+        shows a bar within each epoch (default: when stderr is a terminal).
         """
         trainer = Trainer(self, X, y, validation_data=validation_data, batch_size=batch_size, eta=eta,
                            lmbda=lmbda, optimizer=optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
@@ -361,8 +362,8 @@ class Trainer:
                                   RuntimeWarning, stacklevel=3)
                     break
                 self._record(history, epoch, seconds, monitor_training, monitor_gradients)
-                if callback is not None:
-                    callback(epoch, history)
+                if callback is not None and callback(epoch, history):
+                    break
                 if self.validation is None:
                     continue
                 accuracy = history["val_accuracy"][-1]

@@ -27,13 +27,16 @@ Differences from the book:
 import json
 import numbers
 import os
-import random
 
 # Third-party libraries
 import numpy as np
 
-from .model import MLP, ParameterList, Trainer
+# What network.py shares: parameter views, data conversion, epochs, and sigmoid / sigmoid_prime themselves.
+from ._book import (LiveParameters, book_rows, example_gradient, gradient_step, shuffled_orders, sigmoid,
+                    sigmoid_prime)
+from .model import MLP, Trainer
 from .threads import using_threads
+from .validation import check_float, check_int
 
 __all__ = ["QuadraticCost", "CrossEntropyCost", "Network", "load", "vectorized_result", "sigmoid",
            "sigmoid_prime"]
@@ -96,7 +99,7 @@ def _engine_cost(cost):
 
 
 #### Main Network class
-class Network(object):
+class Network(LiveParameters):
     """A network of sigmoid neurons, as the book's ``network2.Network``.
 
     ``sizes`` lists the neurons per layer, inputs first, e.g. ``[784, 30, 10]``.
@@ -115,33 +118,10 @@ class Network(object):
         self.num_layers = len(self.model.sizes)
         self.sizes = list(self.model.sizes)
         self._cost = cost
-        self._make_views()
+        self._view_parameters()
         self.default_weight_initializer()
 
-    def _make_views(self):
-        self._weights = ParameterList(list(self.model.weights), "weights")
-        # (n,) engine views seen as the book's (n, 1) columns: a reshape of a contiguous view is a view.
-        self._biases = ParameterList([b.reshape(-1, 1) for b in self.model.biases], "biases")
-
     # ------------------------------------------------------------------ parameters
-    @property
-    def weights(self):
-        """List of ``(n_out, n_in)`` weight matrices (live views)."""
-        return self._weights
-
-    @weights.setter
-    def weights(self, new):
-        self.model.weights = new  # all or nothing, shapes checked
-
-    @property
-    def biases(self):
-        """List of ``(n_out, 1)`` bias columns (live views)."""
-        return self._biases
-
-    @biases.setter
-    def biases(self, new):
-        self.model.biases = new  # accepts (n, 1) columns and (n,) vectors
-
     @property
     def cost(self):
         """The cost class, ``QuadraticCost`` or ``CrossEntropyCost``."""
@@ -156,7 +136,7 @@ class Network(object):
                     n_threads=self.model.n_threads)
         model.params[...] = self.model.params
         self.model, self._cost = model, cost
-        self._make_views()
+        self._view_parameters()
 
     def default_weight_initializer(self):
         """Initialize each weight using a Gaussian distribution with mean 0
@@ -203,9 +183,8 @@ class Network(object):
         and True for training data (``y`` a vectorized result, compared by
         its argmax), as in the book.
         """
-        X, Y = self._data_arrays(data, "data", _vectorized_flag(convert, "convert"),
-                                 hint="accuracy takes convert=True for vectorized y and "
-                                      "convert=False for int labels")
+        X, Y = book_rows(data, "data", self.sizes, y="target" if _flag(convert, "convert") else "label",
+                         remedy="accuracy takes convert=True for vectorized y and convert=False for int labels.")
         return self._accuracy(X, Y)
 
     def total_cost(self, data, lmbda, convert=False):
@@ -215,10 +194,9 @@ class Network(object):
         ``convert`` is False for training data (``y`` vectorized) and True
         for validation or test data (``y`` an int label), as in the book.
         """
-        lmbda = _check_real(lmbda, "lmbda")
-        X, Y = self._data_arrays(data, "data", not _vectorized_flag(convert, "convert"),
-                                 hint="total_cost takes convert=False for vectorized y and "
-                                      "convert=True for int labels")
+        lmbda = check_float(lmbda, "lmbda", low=0.0)
+        X, Y = book_rows(data, "data", self.sizes, y="label" if _flag(convert, "convert") else "target",
+                         remedy="total_cost takes convert=False for vectorized y and convert=True for int labels.")
         return self._total_cost(X, Y, lmbda)
 
     def _accuracy(self, X, Y):
@@ -245,50 +223,47 @@ class Network(object):
         ``(evaluation_cost, evaluation_accuracy, training_cost,
         training_accuracy)``, each empty unless its flag is set.
         """
-        epochs = _check_int(epochs, "epochs", minimum=0)
-        mini_batch_size = _check_int(mini_batch_size, "mini_batch_size", minimum=1)
-        eta = _check_real(eta, "eta", positive=True)
-        lmbda = _check_real(lmbda, "lmbda")
+        epochs = check_int(epochs, "epochs", minimum=0)
+        mini_batch_size = check_int(mini_batch_size, "mini_batch_size", minimum=1)
+        eta = check_float(eta, "eta", low=0.0, low_open=True)
+        lmbda = check_float(lmbda, "lmbda", low=0.0)
         # Converted once: every epoch and every measurement reuses these arrays.
-        X, Y = self._data_arrays(training_data, "training_data", True,
-                                 hint="SGD needs vectorized results y for training data")
-        n = len(X)
+        X, Y = book_rows(training_data, "training_data", self.sizes, y="target",
+                         remedy="SGD needs vectorized results y for training data.")
+        X_eval = Y_eval = None
         if monitor_evaluation_cost or monitor_evaluation_accuracy:
             if evaluation_data is None:
                 raise ValueError("evaluation_data must be given to monitor the evaluation cost or accuracy; "
                                  "got None.")
-            X_eval, Y_eval = self._data_arrays(evaluation_data, "evaluation_data", False,
-                                               hint="SGD needs int labels y for evaluation data")
-            n_data = len(X_eval)
-        trainer = Trainer(self.model, X, Y, batch_size=mini_batch_size, eta=eta, lmbda=lmbda, l2_n=n)
-        order = list(range(n))  # shuffled in place every epoch, like the book's copy of training_data
+            X_eval, Y_eval = book_rows(evaluation_data, "evaluation_data", self.sizes, y="label",
+                                       remedy="SGD needs int labels y for evaluation data.")
+        trainer = Trainer(self.model, X, Y, batch_size=mini_batch_size, eta=eta, lmbda=lmbda, l2_n=len(X))
 
         evaluation_cost, evaluation_accuracy = [], []
         training_cost, training_accuracy = [], []
         with using_threads(self.model.n_threads, limit_blas=True):
-            for j in range(epochs):
-                random.shuffle(order)
-                trainer.epoch(np.array(order, dtype=np.int64))  # the whole epoch in one kernel call
+            for j, order in shuffled_orders(len(X), epochs):
+                trainer.epoch(order)  # the whole epoch in one kernel call
                 print("Epoch %s training complete" % j)
-                if monitor_training_cost:
-                    cost = self._total_cost(X, Y, lmbda)
-                    training_cost.append(cost)
-                    print("Cost on training data: {}".format(cost))
-                if monitor_training_accuracy:
-                    accuracy = self._accuracy(X, Y)
-                    training_accuracy.append(accuracy)
-                    print("Accuracy on training data: {} / {}".format(accuracy, n))
-                if monitor_evaluation_cost:
-                    cost = self._total_cost(X_eval, Y_eval, lmbda)
-                    evaluation_cost.append(cost)
-                    print("Cost on evaluation data: {}".format(cost))
-                if monitor_evaluation_accuracy:
-                    accuracy = self._accuracy(X_eval, Y_eval)
-                    evaluation_accuracy.append(accuracy)
-                    print("Accuracy on evaluation data: {} / {}".format(accuracy, n_data))
+                self._monitor("training", X, Y, lmbda, monitor_training_cost, training_cost,
+                              monitor_training_accuracy, training_accuracy)
+                self._monitor("evaluation", X_eval, Y_eval, lmbda, monitor_evaluation_cost, evaluation_cost,
+                              monitor_evaluation_accuracy, evaluation_accuracy)
                 print()
         return evaluation_cost, evaluation_accuracy, \
             training_cost, training_accuracy
+
+    def _monitor(self, data, X, Y, lmbda, monitor_cost, costs, monitor_accuracy, accuracies):
+        """The book's per-epoch monitoring of one data set: print, and append to ``costs`` and
+        ``accuracies``, the total cost and the number correct on ``data`` ("training" or "evaluation")."""
+        if monitor_cost:
+            cost = self._total_cost(X, Y, lmbda)
+            costs.append(cost)
+            print("Cost on {} data: {}".format(data, cost))
+        if monitor_accuracy:
+            accuracy = self._accuracy(X, Y)
+            accuracies.append(accuracy)
+            print("Accuracy on {} data: {} / {}".format(data, accuracy, len(X)))
 
     def update_mini_batch(self, mini_batch, eta, lmbda, n):
         """Apply one step of gradient descent on ``mini_batch`` (a list of
@@ -297,14 +272,12 @@ class Network(object):
         is the size of the whole training set.
 
         """
-        eta = _check_real(eta, "eta", positive=True)
-        lmbda = _check_real(lmbda, "lmbda")
-        n = _check_int(n, "n", minimum=1)
-        X, Y = self._data_arrays(mini_batch, "mini_batch", True,
-                                 hint="update_mini_batch needs vectorized results y")
-        trainer = Trainer(self.model, X, Y, batch_size=len(X), eta=eta, lmbda=lmbda, l2_n=n)
-        with using_threads(self.model.n_threads):
-            trainer.epoch(np.arange(len(X), dtype=np.int64))
+        eta = check_float(eta, "eta", low=0.0, low_open=True)
+        lmbda = check_float(lmbda, "lmbda", low=0.0)
+        n = check_int(n, "n", minimum=1)
+        X, Y = book_rows(mini_batch, "mini_batch", self.sizes, y="target",
+                         remedy="update_mini_batch needs vectorized results y.")
+        gradient_step(self.model, X, Y, eta, lmbda=lmbda, l2_n=n)
 
     def backprop(self, x, y):
         """Return a tuple ``(nabla_b, nabla_w)``, the gradient of the cost
@@ -313,9 +286,9 @@ class Network(object):
         ``(n_in, 1)`` column, ``y`` an ``(n_out, 1)`` vectorized result.
 
         """
-        X, Y = self._data_arrays([(x, y)], "(x, y)", True, hint="backprop needs a vectorized result y")
-        nabla_w, nabla_b = self.model.unflatten(self.model._gradient(X, Y, scale=1.0))
-        return ([nb.reshape(-1, 1) for nb in nabla_b], nabla_w)
+        X, Y = book_rows([(x, y)], "(x, y)", self.sizes, y="target", single=True,
+                         remedy="backprop needs a vectorized result y.")
+        return example_gradient(self.model, X, Y)
 
     # ------------------------------------------------------------------ saving
     def save(self, filename):
@@ -330,40 +303,6 @@ class Network(object):
 
     def __repr__(self):
         return f"Network({self.sizes}, cost={self.cost.__name__})"
-
-    # ------------------------------------------------------------------ data conversion
-    def _data_arrays(self, data, name, vectorized, hint):
-        """The book's list of ``(x, y)`` pairs as ``X (n, n_in)`` and targets ``Y (n, n_out)`` float64.
-
-        ``vectorized``: each y is an ``(n_out, 1)`` result (True) or an int label (False, one-hot here).
-        """
-        if isinstance(data, (str, bytes, np.ndarray)) or not hasattr(data, "__iter__"):
-            raise TypeError(f"{name} must be a list of (x, y) pairs; got {type(data).__name__}.")
-        pairs = list(data)
-        if not pairs:
-            raise ValueError(f"{name} must hold at least one (x, y) pair; got none.")
-        for i, pair in enumerate(pairs):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise TypeError(f"{name}[{i}] must be an (x, y) pair; got {type(pair).__name__}.")
-        n_in, n_out = self.sizes[0], self.sizes[-1]
-        X = _stack([p[0] for p in pairs], f"the inputs x of {name}")
-        if X.ndim == 3 and X.shape[2] == 1:
-            X = X[:, :, 0]
-        if X.ndim != 2:
-            raise ValueError(f"each x in {name} must be an ({n_in}, 1) column; got shape {X.shape[1:]}.")
-        X = self.model._inputs(X, f"the inputs x of {name}")
-        Y = _stack([p[1] for p in pairs], f"the results y of {name}")
-        if vectorized:
-            if Y.ndim == 3 and Y.shape[2] == 1:
-                Y = Y[:, :, 0]
-            if Y.ndim != 2:
-                got = "int labels" if Y.ndim == 1 else f"shape {Y.shape[1:]}"
-                raise ValueError(f"each y in {name} must be a vectorized result of shape ({n_out}, 1); "
-                                 f"got {got} ({hint}).")
-        elif Y.ndim != 1 or Y.dtype.kind not in "iu":
-            got = f"arrays of shape {Y.shape[1:]}" if Y.ndim > 1 else f"dtype {Y.dtype}"
-            raise ValueError(f"each y in {name} must be an int label; got {got} ({hint}).")
-        return X, self.model._targets(Y, X.shape[0], f"the results y of {name}")
 
 
 #### Loading a Network
@@ -419,6 +358,7 @@ def _saved_arrays(lists, name, shapes):
 
 
 #### Miscellaneous functions
+# sigmoid and sigmoid_prime are imported above: the same functions as network.py's.
 def vectorized_result(j):
     """Return a 10-dimensional unit vector with a 1.0 in the j'th position
     and zeroes elsewhere, the desired output for the digit j (0...9).
@@ -433,17 +373,6 @@ def vectorized_result(j):
     return e
 
 
-def sigmoid(z):
-    """The sigmoid function."""
-    with np.errstate(over="ignore"):  # exp(-z) = inf for very negative z gives the right 0.0
-        return 1.0/(1.0+np.exp(-z))
-
-
-def sigmoid_prime(z):
-    """Derivative of the sigmoid function."""
-    return sigmoid(z)*(1-sigmoid(z))
-
-
 #### Argument checks
 def _stack(items, name):
     """``np.asarray`` of a list of equally-shaped items, with a clear error for ragged ones."""
@@ -456,24 +385,7 @@ def _stack(items, name):
     return arr
 
 
-def _vectorized_flag(convert, name):
-    if not isinstance(convert, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {type(convert).__name__}.")
-    return bool(convert)
-
-
-def _check_int(value, name, *, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value}.")
-    return int(value)
-
-
-def _check_real(value, name, *, positive=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}.")
-    value = float(value)
-    if not np.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}; got {value!r}.")
-    return value
+def _flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__}.")
+    return bool(value)

@@ -232,3 +232,10 @@ def test_save_and_load_give_identical_predictions(rng, tmp_path, suffix):
     np.testing.assert_array_equal(loaded.forward(X), net.forward(X))
     assert (loaded.activation_names, loaded.cost_name, loaded.dtype) == (net.activation_names, net.cost_name,
                                                                          net.dtype)
+
+
+def test_callback_returning_true_stops_training(rng):
+    net = MLP([3, 4, 2], seed=0)
+    history = net.fit(rng.random((10, 3)), rng.integers(0, 2, 10), epochs=20, batch_size=5, eta=1.0,
+                      callback=lambda epoch, h: epoch == 3)
+    assert history["epoch"] == [1, 2, 3]
