@@ -7,7 +7,8 @@ Measures microseconds per training example of mini-batch SGD (sigmoid neurons, q
 for the book's [784, 30, 10] network with mini-batches of 10 and a larger [784, 256, 128, 10] with
 mini-batches of 128, in float64 and float32. Each measurement trains on a chunk of a few thousand examples of
 one shuffled pass over the training set; the figure is the median over the repeats, the implementations taking
-turns round-robin. Compile time is never inside a timing: it is reported on its own.
+turns round-robin (with a short rest before each chunk, so that one library's idle worker threads do not slow
+down the next). Compile time is never inside a timing: it is reported on its own.
 
 Each figure is also set against a bound from the machine's own matrix-multiply speed, measured in the same
 run: an example needs ``flops_per_example(sizes)`` floating-point operations (forward pass, BP2's error
@@ -37,6 +38,9 @@ N_BATCHES = {"book": 500, "large": 40}
 N_BATCHES_QUICK = {"book": 100, "large": 8}
 PER_EXAMPLE_SHARE = 5  # the book's per-example loop is slow: it times a fifth of the chunk
 GEMM_SIZE = 2048
+# Seconds of rest before each timed chunk: BLAS and OpenMP worker threads spin for a while after their work,
+# and would otherwise slow down whichever case comes next.
+PAUSE = 0.1
 LABELS = {
     "fastbp": "fastbp",
     "torch": "PyTorch CPU",
@@ -138,9 +142,10 @@ def build_cases(data, setup, *, impls=IMPLS, dtypes=DTYPES, thread_counts=None, 
     return cases
 
 
-def measure(cases, repeats, progress=None):
-    """Time the cases round-robin (each warmed first); one result record per case."""
-    samples = peers.run_interleaved(cases, repeats, progress=progress)
+def measure(cases, repeats, progress=None, pause=0.0):
+    """Time the cases round-robin (each warmed first, ``pause`` seconds of rest before each chunk); one result
+    record per case."""
+    samples = peers.run_interleaved(cases, repeats, pause=pause, progress=progress)
     return [peers.summarize(case, seconds) for case, seconds in zip(cases, samples)]
 
 
@@ -333,7 +338,7 @@ def run(args, log=print):
         cases += new
     grad_cases = peers.gradient_cases(backprop_calls=50 if args.quick else 200)
     log(f"timing {len(cases) + len(grad_cases)} cases x {repeats} repeats, round-robin ...")
-    results = measure(cases + grad_cases, repeats,
+    results = measure(cases + grad_cases, repeats, pause=PAUSE,
                       progress=lambda i, n: log(f"  round {i}/{n}", end="\r" if i < n else "\n"))
     peaks = peaks_from(results)
     compile_info = {"in_process_first_call": {d: {"seconds": i["first_call_seconds"], "how": i["first_call"]}
@@ -344,7 +349,7 @@ def run(args, log=print):
     return {
         "environment": dict(environment(), load_average_before=load_before),
         "data": {"name": data.name, "note": data.note, "rows": data.n_rows, "inputs": data.n_in},
-        "settings": {"repeats": repeats, "quick": bool(args.quick), "eta": peers.ETA, "cost": "quadratic",
+        "settings": {"repeats": repeats, "quick": bool(args.quick), "pause_seconds": PAUSE, "eta": peers.ETA, "cost": "quadratic",
                      "activation": "sigmoid", "thread_counts": list(thread_counts), "gemm_size": gemm_n,
                      "chunk_examples": {s: next(r["units_per_chunk"] for r in results
                                                 if r["setup"] == s and r["impl"] == "fastbp")

@@ -166,9 +166,11 @@ class Case:
         return f"Case({self.key})"
 
 
-def run_interleaved(cases, repeats, *, warm=True, progress=None):
+def run_interleaved(cases, repeats, *, warm=True, pause=0.0, progress=None):
     """Time every case ``repeats`` times, round-robin; returns one list of seconds per unit for each case.
 
+    ``pause`` seconds of sleep before each chunk let the worker threads of the case before (BLAS, OpenMP),
+    which spin for a while after their work, go idle instead of competing with the next case.
     ``progress(i, repeats)`` is called after each round.
     """
     if warm:
@@ -177,6 +179,8 @@ def run_interleaved(cases, repeats, *, warm=True, progress=None):
     samples = [[] for _ in cases]
     for r in range(repeats):
         for case, out in zip(cases, samples):
+            if pause:
+                time.sleep(pause)
             out.append(case.measure())
         if progress is not None:
             progress(r + 1, repeats)
