@@ -86,6 +86,11 @@ def build_parser():
     train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd", help="(default: %(default)s)")
     train.add_argument("--momentum", type=_number(float, 0.0), metavar="MU",
                        help=f"with --optimizer momentum (default: {DEFAULT_MOMENTUM})")
+    train.add_argument("--nesterov", action="store_true", help="Nesterov momentum (with --optimizer momentum)")
+    train.add_argument("--early-stopping", type=_number(int, 1), metavar="K",
+                       help="stop after K epochs without a better test accuracy; keep the best parameters")
+    train.add_argument("--halve-eta-after", type=_number(int, 1), metavar="K",
+                       help="halve eta after K epochs without a better test accuracy; stop below eta/128")
     train.add_argument("--init", choices=list(INITS), default="default",
                        help="weights N(0, 1/n_in) or N(0, 1) (default: %(default)s)")
     train.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="(default: %(default)s)")
@@ -195,7 +200,8 @@ def run_train(args):
     start = time.perf_counter()
     history = model.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size, eta=args.eta,
                         validation_data=(data.X_test, data.y_test), lmbda=args.lmbda, optimizer=args.optimizer,
-                        momentum=momentum, monitor_gradients=bool(args.plot),
+                        momentum=momentum, nesterov=args.nesterov, early_stopping=args.early_stopping,
+                        halve_eta_after=args.halve_eta_after, monitor_gradients=bool(args.plot),
                         progress=not (args.quiet or args.json) and sys.stderr.isatty(), callback=report)
     seconds = time.perf_counter() - start
     if args.save:

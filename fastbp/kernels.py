@@ -168,6 +168,15 @@ def _accumulate_bp34(delta, A_prev, rows, scale, beta_w, beta_b, W, b):
                 w[k] += d0 * p0 + d1 * p1 + d2 * p2 + d3 * p3
                 v[k] += e0 * p0 + e1 * p1 + e2 * p2 + e3 * p3
             x += 4
+        if x + 2 <= m:  # a remaining pair in one pass rather than two
+            d0, d1 = s * delta[x, j0], s * delta[x + 1, j0]
+            e0, e1 = live * s * delta[x, j1], live * s * delta[x + 1, j1]
+            a0, a1 = A_prev[rows[x]], A_prev[rows[x + 1]]
+            for k in range(n_in):
+                p0, p1 = a0[k], a1[k]
+                w[k] += d0 * p0 + d1 * p1
+                v[k] += e0 * p0 + e1 * p1
+            x += 2
         while x < m:
             d0, e0 = s * delta[x, j0], live * s * delta[x, j1]
             a0 = A_prev[rows[x]]

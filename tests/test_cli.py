@@ -202,3 +202,12 @@ def test_divergence_warns_in_one_line(capsys):
     assert code == 0
     assert err.startswith("fastbp: warning: Training diverged in epoch 1") and err.count("\n") == 1
     assert "after 0 epochs" in lines[0]
+
+
+def test_train_accepts_the_schedule_options(capsys):
+    code = main(["train", "--data", "digits", "--epochs", "40", "--threads", "1", "--optimizer", "momentum",
+                 "--nesterov", "--eta", "0.5", "--early-stopping", "2", "--halve-eta-after", "1", "--json"])
+    assert code == 0
+    epochs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    epochs = [e for e in epochs if e.get("event") == "epoch"]
+    assert 1 <= len(epochs) < 40  # the schedule or early stopping ended training before 40 epochs
