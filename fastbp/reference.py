@@ -183,6 +183,18 @@ def _backprop(weights, biases, x, y, cost):
     return [nb.ravel() for nb in nabla_b], nabla_w
 
 
+def _summed_backprop(weights, biases, X, Y, cost):
+    """network.py's loop: backprop on each row as a column vector, summed -> (nabla_b, nabla_w)."""
+    nabla_b = [np.zeros(b.shape) for b in biases]
+    nabla_w = [np.zeros(w.shape) for w in weights]
+    for x, y in zip(X, Y):
+        delta_nabla_b, delta_nabla_w = _backprop(
+            weights, biases, x.reshape(-1, 1), y.reshape(-1, 1), cost)
+        nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
+        nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
+    return nabla_b, nabla_w
+
+
 def update_mini_batch_per_example(weights, biases, X, Y, eta, *, cost="quadratic",
                                   lmbda=0.0, n=None):
     """One gradient step on the mini-batch ``X (m, n_in)``, ``Y (m, n_out)``.
@@ -197,13 +209,7 @@ def update_mini_batch_per_example(weights, biases, X, Y, eta, *, cost="quadratic
     X, Y = _check_batch(X, Y, weights)
     _check_choice("cost", cost, PER_EXAMPLE_COSTS)
     eta, lmbda, n = _check_step(eta, lmbda, n, len(X))
-    nabla_b = [np.zeros(b.shape) for b in biases]
-    nabla_w = [np.zeros(w.shape) for w in weights]
-    for x, y in zip(X, Y):
-        delta_nabla_b, delta_nabla_w = _backprop(
-            weights, biases, x.reshape(-1, 1), y.reshape(-1, 1), cost)
-        nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
-        nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
+    nabla_b, nabla_w = _summed_backprop(weights, biases, X, Y, cost)
     m = len(X)
     weights = [(1 - eta * (lmbda / n)) * w - (eta / m) * nw
                for w, nw in zip(weights, nabla_w)]
@@ -335,13 +341,7 @@ def mean_gradient(weights, biases, X, Y, *, activations=None, cost="quadratic",
         nabla_w, nabla_b = _backprop_matrix(weights, biases, X, Y, names, cost)
     else:
         _check_per_example(cost, names)
-        nabla_b = [np.zeros(b.shape) for b in biases]
-        nabla_w = [np.zeros(w.shape) for w in weights]
-        for x, y in zip(X, Y):
-            delta_nabla_b, delta_nabla_w = _backprop(
-                weights, biases, x.reshape(-1, 1), y.reshape(-1, 1), cost)
-            nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
-            nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
+        nabla_b, nabla_w = _summed_backprop(weights, biases, X, Y, cost)
     return [nw / m for nw in nabla_w], [nb / m for nb in nabla_b]
 
 

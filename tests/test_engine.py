@@ -1,9 +1,8 @@
 """The kernels against independent references: the NumPy baselines and central finite differences."""
 import numpy as np
 import pytest
-from numba import njit
 
-from conftest import F32_RTOL, F64_ATOL, FD_RTOL, copy_params
+from conftest import F32_RTOL, F64_ATOL, FD_RTOL, copy_params, softplus, softplus_prime
 from fastbp import MLP, reference
 from fastbp.gradcheck import gradcheck
 from fastbp.model import Trainer
@@ -82,14 +81,6 @@ def test_gradcheck_detects_a_wrong_gradient(rng):
     assert gradcheck(Skewed(), X, Y) > 1e-4
 
 
-@njit
-def softplus(z):
-    return np.log1p(np.exp(z))
-
-
-@njit
-def softplus_prime(z):
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def test_custom_activation_runs_in_the_kernels(rng):

@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 import pytest
-from numba import njit
 
 import fastbp.io as fio
+from conftest import softplus, softplus_prime
 from fastbp import MLP
 
 COMBOS = [
@@ -116,14 +116,6 @@ def test_loads_a_file_written_by_network2(tmp_path, rng, cost_class, cost):
 
 
 # ---------------------------------------------------------------------------------------------- atomic writes
-@njit
-def softplus(z):
-    return np.log1p(np.exp(z))
-
-
-@njit
-def softplus_prime(z):
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def leftovers(directory, keep):
