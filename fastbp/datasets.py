@@ -86,6 +86,13 @@ def read_idx(path) -> np.ndarray:
     Returns an array of shape ``dims`` from the header, e.g. ``(n, 28, 28)``
     uint8 for MNIST images or ``(n,)`` uint8 for labels.
     """
+    view = _idx_view(path)
+    # Native byte order, writable, owning its memory.
+    return view.astype(view.dtype.newbyteorder("="))
+
+
+def _idx_view(path) -> np.ndarray:
+    """The validated data of an IDX file as a read-only view of its bytes (file byte order), no copy."""
     path = os.fspath(path)
     data = _read_bytes(path, "IDX file")
     if len(data) < 4:
@@ -118,9 +125,7 @@ def read_idx(path) -> np.ndarray:
             f"IDX file {path} must hold {expected} data bytes for shape {dims} "
             f"of {dtype.newbyteorder('=').name}; got {found} ({problem})."
         )
-    arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
-    # Native byte order, writable, owning its memory.
-    return arr.astype(dtype.newbyteorder("="))
+    return np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
 
 
 def write_idx(path, array) -> None:
@@ -284,7 +289,7 @@ def _find_idx_files(directory: str) -> tuple[dict[str, str], list[str]]:
 
 
 def _idx_images(path: str) -> np.ndarray:
-    images = read_idx(path)
+    images = _idx_view(path)  # converted to floats by the caller: no intermediate copy of the pixels
     if images.dtype != np.uint8 or images.ndim < 2:
         raise ValueError(
             f"IDX images {path} must be uint8 with shape (n, rows, cols); got "
