@@ -258,7 +258,8 @@ class MLP:
         X (n, n_in); y labels (n,) or targets (n, n_out). Each epoch takes mini-batches of ``batch_size``
         consecutive rows of a shuffled order (of the given order when ``shuffle=False``); the last batch may be
         smaller. ``optimizer="sgd"`` is the book's rule w -> (1 - eta lmbda/n) w - eta/m sum_x delta a^T;
-        "momentum" (``nesterov=True`` for Nesterov) and "adam" are the usual variants with the same L2 term.
+        ``momentum > 0`` (or "momentum") adds momentum, ``nesterov=True`` Nesterov's; "adam" is Adam; all with the same L2
+        term.
         ``early_stopping=k`` stops after k epochs without a better validation accuracy and restores the best
         parameters; ``halve_eta_after=k`` halves eta after k such epochs and stops when eta falls below
         ``min_eta_fraction`` of its start (the book's chapter 3 schedule). ``monitor_gradients`` records the
@@ -311,10 +312,13 @@ class Trainer:
         check_choice(optimizer, "optimizer", tuple(OPTIMIZERS))
         momentum = check_float(momentum, "momentum", low=0.0, high=1.0, high_open=True)
         self.opt = OPTIMIZERS[optimizer]
-        if optimizer == "momentum" and nesterov:
+        if optimizer == "sgd" and momentum > 0:  # sgd with momentum, as in scikit-learn
+            self.opt = kernels.MOMENTUM
+        if nesterov:
+            if self.opt != kernels.MOMENTUM:
+                raise ValueError("nesterov=True needs momentum: optimizer='sgd' with momentum > 0 (or "
+                                 f"optimizer='momentum'); got optimizer={optimizer!r}, momentum={momentum!r}.")
             self.opt = kernels.NESTEROV
-        elif nesterov:
-            raise ValueError(f"nesterov=True needs optimizer='momentum'; got optimizer={optimizer!r}.")
         beta1 = check_float(beta1, "beta1", low=0.0, high=1.0, high_open=True)
         beta2 = check_float(beta2, "beta2", low=0.0, high=1.0, high_open=True)
         epsilon = check_float(epsilon, "epsilon", low=0.0, low_open=True)

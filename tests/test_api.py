@@ -101,7 +101,7 @@ def test_fit_rejects_bad_data_and_leaves_the_model_untouched(X, y, match):
     (dict(eta=float("nan")), "eta must be a finite float"),
     (dict(lmbda=-1), r"lmbda must be a finite float in the range \[0.0, inf\); got -1.0"),
     (dict(optimizer="rmsprop"), "optimizer must be one of"),
-    (dict(nesterov=True), "nesterov=True needs optimizer='momentum'"),
+    (dict(nesterov=True), "nesterov=True needs momentum"),
     (dict(early_stopping=3), "early_stopping needs validation_data"),
     (dict(validation_data=np.zeros((2, 3))), "validation_data must be a pair"),
 ])
@@ -157,6 +157,8 @@ def test_fit_learns_and_reports_history(rng):
 
 @pytest.mark.parametrize("optimizer,extra", [("momentum", dict(momentum=0.9)),
                                              ("momentum", dict(momentum=0.9, nesterov=True)),
+                                             ("sgd", dict(momentum=0.9)),
+                                             ("sgd", dict(momentum=0.9, nesterov=True)),
                                              ("adam", dict())])
 def test_optimizers_follow_their_update_rules(rng, optimizer, extra):
     """One epoch of each optimizer against the same rule written in NumPy on the reference gradient."""
