@@ -10,7 +10,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 
 import fastbp
 from fastbp.datasets import load_dataset
