@@ -268,12 +268,23 @@ def _backpropagate(W_next, delta_next, delta):
             j += 1
 
 
-weighted_input = njit(cache=True, fastmath=FASTMATH)(_weighted_input)
-weighted_input_par = njit(cache=True, fastmath=FASTMATH, parallel=True)(_weighted_input)
-accumulate_bp34 = njit(cache=True, fastmath=FASTMATH)(_accumulate_bp34)
-accumulate_bp34_par = njit(cache=True, fastmath=FASTMATH, parallel=True)(_accumulate_bp34)
-backpropagate = njit(cache=True, fastmath=FASTMATH)(_backpropagate)
-backpropagate_par = njit(cache=True, fastmath=FASTMATH, parallel=True)(_backpropagate)
+def serial_and_parallel(func):
+    """``func`` compiled twice: without and with ``parallel=True`` (prange becomes range in the first).
+
+    Numba names a function's disk cache after the function, not after its compile options, so the same
+    function under both options would share one cache and a new process would load whichever version was
+    written last for both. The parallel one is therefore compiled from a renamed copy with a cache of its own.
+    """
+    twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_par", func.__defaults__,
+                              func.__closure__)
+    twin.__qualname__ = func.__qualname__ + "_par"
+    return (njit(cache=True, fastmath=FASTMATH)(func),
+            njit(cache=True, fastmath=FASTMATH, parallel=True)(twin))
+
+
+weighted_input, weighted_input_par = serial_and_parallel(_weighted_input)
+accumulate_bp34, accumulate_bp34_par = serial_and_parallel(_accumulate_bp34)
+backpropagate, backpropagate_par = serial_and_parallel(_backpropagate)
 
 
 # ------------------------------------------------------------------------------ elementwise kernels
@@ -461,8 +472,7 @@ def add_gradient(out, layout, X, rows, ws, scale, beta_w, beta_b, n_par_min, fir
             accumulate_bp34(delta, A_prev, r, scale, beta_w, beta_b, W, b)
 
 
-update_and_forward_layer1 = njit(cache=True, fastmath=FASTMATH)(_update_and_forward_layer1)
-update_and_forward_layer1_par = njit(cache=True, fastmath=FASTMATH, parallel=True)(_update_and_forward_layer1)
+update_and_forward_layer1, update_and_forward_layer1_par = serial_and_parallel(_update_and_forward_layer1)
 
 
 # ---------------------------------------------------------------------------------------- optimizers
