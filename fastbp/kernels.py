@@ -19,7 +19,11 @@ import inspect
 import types
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import cgutils
+from numba.core import types as nbtypes
+from numba.extending import intrinsic
 
 from .activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from .activations import unused_f as custom_f
@@ -70,6 +74,29 @@ def batch_capacity(ws, layout):
 
 
 # ----------------------------------------------------------------------------- matrix-shaped kernels
+@intrinsic
+def prefetch(typingctx, ary, i, k):
+    """Ask the CPU to start loading the cache line that holds ary[i, k] (a 2-D array); results are unchanged."""
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], a, [args[1], args[2]], wraparound=False)
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
+        return context.get_dummy_value()
+    return nbtypes.void(ary, i, k), codegen
+
+
+@njit(cache=True)
+def prefetch_share(X, rows, part, n_parts):
+    """Prefetch part ``part`` of ``n_parts`` of the cache lines of the rows X[rows] (X (n, n_in))."""
+    per_line = max(1, 64 // X.itemsize)
+    lines = (X.shape[1] + per_line - 1) // per_line
+    for t in range(part, rows.shape[0] * lines, n_parts):
+        prefetch(X, rows[t // lines], (t % lines) * per_line)
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def weighted_input_units(W, b, A_prev, rows, Z, j_start, j_stop):
     """Eq. 25's z = w a + b for units j_start <= j < j_stop of a batch:
@@ -215,7 +242,7 @@ def _accumulate_bp34(delta, A_prev, rows, scale, beta_w, beta_b, W, b):
         accumulate_bp34_units(delta, A_prev, rows, scale, beta_w, beta_b, W, b, 2 * g, min(2 * g + 2, n_out))
 
 
-def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, act_code):
+def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, act_code, rows_ahead):
     """Layer 1's SGD update for this batch fused with its feedforward for the next one, four units at a time:
 
     W[J] = beta_w W[J] + scale sum_x delta[x, J] X[rows[x]]^T, b[J] += scale sum_x delta[x, J]   (BP3, BP4)
@@ -226,8 +253,10 @@ def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z
     covers layer 1's whole update and its next forward pass, while its weight rows are still in cache.
     """
     n_out = W.shape[0]
-    for g in prange((n_out + 3) // 4):
+    n_groups = (n_out + 3) // 4
+    for g in prange(n_groups):
         j0, j1 = 4 * g, min(4 * g + 4, n_out)
+        prefetch_share(X, rows_ahead, g, n_groups)
         accumulate_bp34_units(delta, X, rows, scale, beta_w, 1.0, W, b, j0, j1)
         if rows_next.shape[0] > 0:
             weighted_input_units(W, b, X, rows_next, Z, j0, j1)
@@ -545,7 +574,7 @@ def feedforward_layer1(theta, layout, X, rows, ws, n_par_min):
 
 
 @njit(cache=True)
-def update_layer1_and_forward(theta, layout, X, rows, ws, scale, beta_w, rows_next, n_par_min):
+def update_layer1_and_forward(theta, layout, X, rows, ws, scale, beta_w, rows_next, rows_ahead, n_par_min):
     """Layer 1's SGD step for the batch X[rows] (its deltas in ``ws``), then its feedforward for X[rows_next]
     into the z and a blocks of ``ws``; rows_next may be empty."""
     m, m_next = rows.shape[0], rows_next.shape[0]
@@ -553,9 +582,11 @@ def update_layer1_and_forward(theta, layout, X, rows, ws, scale, beta_w, rows_ne
     delta = block(ws, layout, 1, DELTA_PART, m)
     Z, A = block(ws, layout, 1, Z_PART, m_next), block(ws, layout, 1, A_PART, m_next)
     if max(m, m_next) * W.size >= n_par_min:
-        update_and_forward_layer1_par(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT])
+        update_and_forward_layer1_par(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT],
+                                      rows_ahead)
     else:
-        update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT])
+        update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT],
+                                      rows_ahead)
 
 
 @njit(cache=True)
@@ -584,7 +615,9 @@ def train_epoch(theta, layout, cost_code, X, Y, order, batch_size, first_batch, 
             add_gradient(theta, layout, X, rows, ws, scale, beta_w, 1.0, n_par_min, 2)
             next_start = (batch + 1) * batch_size if batch + 1 < stop_batch else n
             rows_next = order[next_start:min(next_start + batch_size, n)]
-            update_layer1_and_forward(theta, layout, X, rows, ws, scale, beta_w, rows_next, n_par_min)
+            ahead_start = (batch + 2) * batch_size if batch + 2 < stop_batch else n
+            rows_ahead = order[ahead_start:min(ahead_start + batch_size, n)]
+            update_layer1_and_forward(theta, layout, X, rows, ws, scale, beta_w, rows_next, rows_ahead, n_par_min)
         elif opt == SGD:
             add_gradient(theta, layout, X, rows, ws, -hyper[ETA] / m, 1.0 - hyper[ETA] * hyper[L2], 1.0,
                          n_par_min)
