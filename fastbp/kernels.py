@@ -161,11 +161,26 @@ def weighted_input_units(W, b, A_prev, rows, Z, j_start, j_stop):
             Z[x, j] += b[j]
 
 
+@njit(cache=True)
+def example_block(n_in, itemsize):
+    """How many examples a kernel takes at a time: their inputs (block, n_in) fill at most ~192 KiB, so they
+    stay in the L2 cache while every weight row passes over them. A multiple of 4 (the BP4 tile), at least 4."""
+    return max(4, (192 * 1024 // (n_in * itemsize)) // 4 * 4)
+
+
 def _weighted_input(W, b, A_prev, rows, Z):
-    """Eq. 25's z = w a + b for a batch, in groups of four units (see ``weighted_input_units``)."""
-    n_out = W.shape[0]
-    for g in prange((n_out + 3) // 4):
-        weighted_input_units(W, b, A_prev, rows, Z, 4 * g, min(4 * g + 4, n_out))
+    """Eq. 25's z = w a + b for a batch (see ``weighted_input_units``), four units per parallel iteration.
+
+    Large batches go in blocks of ``example_block`` examples, so a block's inputs are read from memory once
+    and then served from each core's cache while all the weight rows pass over them.
+    """
+    n_out, n_in = W.shape
+    m = rows.shape[0]
+    xb = example_block(n_in, W.itemsize)
+    for x0 in range(0, m, xb):
+        x1 = min(x0 + xb, m)
+        for g in prange((n_out + 3) // 4):
+            weighted_input_units(W, b, A_prev, rows[x0:x1], Z[x0:x1], 4 * g, min(4 * g + 4, n_out))
 
 
 @njit(cache=True)
@@ -236,31 +251,54 @@ def accumulate_bp34_units(delta, A_prev, rows, scale, beta_w, beta_b, W, b, j_st
 
 
 def _accumulate_bp34(delta, A_prev, rows, scale, beta_w, beta_b, W, b):
-    """BP3 and BP4 for a batch, in pairs of weight rows (see ``accumulate_bp34_units``)."""
-    n_out = W.shape[0]
-    for g in prange((n_out + 1) // 2):
-        accumulate_bp34_units(delta, A_prev, rows, scale, beta_w, beta_b, W, b, 2 * g, min(2 * g + 2, n_out))
+    """BP3 and BP4 for a batch (see ``accumulate_bp34_units``), four weight rows per parallel iteration and,
+    for large batches, blocks of examples that stay in cache (beta_w and beta_b apply with the first block)."""
+    n_out, n_in = W.shape
+    m = rows.shape[0]
+    xb = example_block(n_in, W.itemsize)
+    for x0 in range(0, m, xb):
+        x1 = min(x0 + xb, m)
+        bw, bb = (beta_w, beta_b) if x0 == 0 else (1.0, 1.0)
+        for g in prange((n_out + 3) // 4):
+            accumulate_bp34_units(delta[x0:x1], A_prev, rows[x0:x1], scale, bw, bb, W, b, 4 * g,
+                                  min(4 * g + 4, n_out))
 
 
 def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, act_code, rows_ahead):
-    """Layer 1's SGD update for this batch fused with its feedforward for the next one, four units at a time:
+    """Layer 1's SGD update for this batch fused with its feedforward for the next one:
 
     W[J] = beta_w W[J] + scale sum_x delta[x, J] X[rows[x]]^T, b[J] += scale sum_x delta[x, J]   (BP3, BP4)
     Z[:, J] = W[J] X[rows_next]^T + b[J], A[:, J] = sigma(Z[:, J])                               (eq. 25)
 
     W (n_1, n_0), b (n_1,), X (n, n_0), rows (m,), delta (m, n_1), rows_next (m',), Z, A (m', n_1) outputs.
-    Units J are only read and written by the iteration that owns them, so one parallel region per mini-batch
-    covers layer 1's whole update and its next forward pass, while its weight rows are still in cache.
+    A group of four units J is read and written only by the iteration that owns it, so for batches that fit
+    one block (``example_block``) a single parallel region covers layer 1's update and its next forward pass,
+    and meanwhile asks for the inputs X[rows_ahead] of the batch after next. Larger batches go block by block.
     """
-    n_out = W.shape[0]
+    n_out, n_in = W.shape
+    m, m_next = rows.shape[0], rows_next.shape[0]
     n_groups = (n_out + 3) // 4
-    for g in prange(n_groups):
-        j0, j1 = 4 * g, min(4 * g + 4, n_out)
-        prefetch_share(X, rows_ahead, g, n_groups)
-        accumulate_bp34_units(delta, X, rows, scale, beta_w, 1.0, W, b, j0, j1)
-        if rows_next.shape[0] > 0:
+    xb = example_block(n_in, W.itemsize)
+    if m <= xb and m_next <= xb:
+        for g in prange(n_groups):
+            j0, j1 = 4 * g, min(4 * g + 4, n_out)
+            prefetch_share(X, rows_ahead, g, n_groups)
+            accumulate_bp34_units(delta, X, rows, scale, beta_w, 1.0, W, b, j0, j1)
             weighted_input_units(W, b, X, rows_next, Z, j0, j1)
             activate(act_code, Z[:, j0:j1], A[:, j0:j1])
+        return
+    for x0 in range(0, m, xb):
+        x1 = min(x0 + xb, m)
+        bw = beta_w if x0 == 0 else 1.0
+        for g in prange(n_groups):
+            accumulate_bp34_units(delta[x0:x1], X, rows[x0:x1], scale, bw, 1.0, W, b, 4 * g, min(4 * g + 4, n_out))
+    for x0 in range(0, m_next, xb):
+        x1 = min(x0 + xb, m_next)
+        for g in prange(n_groups):
+            weighted_input_units(W, b, X, rows_next[x0:x1], Z[x0:x1], 4 * g, min(4 * g + 4, n_out))
+    for g in prange(n_groups):
+        j0, j1 = 4 * g, min(4 * g + 4, n_out)
+        activate(act_code, Z[:, j0:j1], A[:, j0:j1])
 
 
 def _backpropagate(W_next, delta_next, delta):
