@@ -97,7 +97,9 @@ def test_custom_activation_runs_in_the_kernels(rng):
 
 
 @pytest.mark.parametrize("sizes,batch_size,n", [([6, 5, 3], 4, 10), ([7, 6, 5, 4], 3, 9), ([5, 4], 1, 5),
-                                                ([784, 30, 10], 10, 35)], ids=str)
+                                                ([784, 30, 10], 10, 35),
+                                                ([784, 9, 6, 5], 64, 150)],  # batches of several example blocks
+                         ids=str)
 def test_epochs_match_both_numpy_baselines(rng, sizes, batch_size, n):
     """Whole epochs in a fixed order, the last batch smaller when batch_size does not divide n."""
     net = MLP(sizes, seed=5, init="large")
@@ -115,6 +117,20 @@ def test_epochs_match_both_numpy_baselines(rng, sizes, batch_size, n):
             for got, want in zip(list(net.weights) + list(net.biases), w_ref + b_ref):
                 np.testing.assert_allclose(got, want, rtol=0, atol=F64_ATOL)
         weights, biases = w_ref, b_ref
+
+
+@pytest.mark.parametrize("n_calls", [2, 5])
+def test_an_epoch_in_several_calls_is_the_same_epoch(rng, n_calls):
+    """The fused SGD step carries layer 1's forward pass from one mini-batch to the next; a progress bar cuts
+    the epoch into several kernel calls, which must not change a bit."""
+    X, y = rng.random((23, 12)), rng.integers(0, 4, 23)
+    order = rng.permutation(23)
+    results = []
+    for calls in (1, n_calls):
+        net = MLP([12, 9, 7, 4], seed=3)
+        Trainer(net, X, y, batch_size=5, eta=2.0, lmbda=0.5).epoch(order, n_calls=calls)
+        results.append(net.params.copy())
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 def test_fit_without_shuffle_is_the_books_rule_with_l2(rng):

@@ -17,13 +17,14 @@ two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="num
 @two_threads
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_same_seed_same_bits_whatever_the_thread_count(rng, dtype, optimizer):
+@pytest.mark.parametrize("batch_size", [40, 180])  # one block of examples; several (kernels.example_block)
+def test_same_seed_same_bits_whatever_the_thread_count(rng, dtype, optimizer, batch_size):
     # Layers big enough that the parallel kernels run (m * n_in * n_out above the threshold).
-    X, y = rng.random((200, 300)), rng.integers(0, 10, 200)
+    X, y = rng.random((400, 300)), rng.integers(0, 10, 400)
     results = []
     for n_threads in (1, 2):
         net = MLP([300, 64, 48, 10], seed=9, dtype=dtype, n_threads=n_threads)
-        net.fit(X, y, epochs=2, batch_size=40, eta=0.5, optimizer=optimizer)
+        net.fit(X, y, epochs=2, batch_size=batch_size, eta=0.5, optimizer=optimizer)
         results.append((net.params.copy(), net.forward(X), net.gradient(X, y)[0][0]))
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
@@ -63,3 +64,19 @@ def test_second_process_loads_compiled_kernels_from_disk(tmp_path):
     second_hits, second_misses = map(int, runs[1].stdout.split())
     assert first_misses >= 1 and first_hits == 0
     assert second_hits >= 1 and second_misses == 0
+
+
+def test_serial_and_parallel_kernels_do_not_share_a_cache(tmp_path):
+    """Numba names a disk cache after the function, so each kernel's parallel twin needs a name of its own:
+    otherwise a new process would load one compiled version for both (measured: 'serial' kernels that
+    launched thread pools and 'parallel' ones that ran on one thread)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    for name in ("_weighted_input", "_accumulate_bp34", "_backpropagate", "_update_and_forward_layer1"):
+        serial = list(tmp_path.rglob(f"kernels.{name}-*.nbc"))
+        parallel = list(tmp_path.rglob(f"kernels.{name}_par-*.nbc"))
+        assert serial and parallel, name
+        # The parallel version calls Numba's work scheduler; the serial one never does.
+        assert all(b"do_scheduling" in f.read_bytes() for f in parallel), name
+        assert not any(b"do_scheduling" in f.read_bytes() for f in serial), name
