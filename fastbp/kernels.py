@@ -162,10 +162,13 @@ def weighted_input_units(W, b, A_prev, rows, Z, j_start, j_stop):
 
 
 @njit(cache=True)
-def example_block(n_in, itemsize):
-    """How many examples a kernel takes at a time: their inputs (block, n_in) fill at most ~192 KiB, so they
-    stay in the L2 cache while every weight row passes over them. A multiple of 4 (the BP4 tile), at least 4."""
-    return max(4, (192 * 1024 // (n_in * itemsize)) // 4 * 4)
+def example_block(m, n_in, itemsize):
+    """How many of a batch's m examples a kernel takes at a time: blocks of equal size (a multiple of 4, the
+    BP4 tile) whose inputs (block, n_in) fill at most ~192 KiB, so that they stay in the L2 cache while every
+    weight row passes over them. A batch that fits gets one block (the result is then >= m)."""
+    cap = max(4, (192 * 1024 // (n_in * itemsize)) // 4 * 4)
+    n_blocks = max(1, (m + cap - 1) // cap)
+    return max(4, ((m + n_blocks - 1) // n_blocks + 3) // 4 * 4)
 
 
 def _weighted_input(W, b, A_prev, rows, Z):
@@ -176,7 +179,7 @@ def _weighted_input(W, b, A_prev, rows, Z):
     """
     n_out, n_in = W.shape
     m = rows.shape[0]
-    xb = example_block(n_in, W.itemsize)
+    xb = example_block(m, n_in, W.itemsize)
     for x0 in range(0, m, xb):
         x1 = min(x0 + xb, m)
         for g in prange((n_out + 3) // 4):
@@ -255,7 +258,7 @@ def _accumulate_bp34(delta, A_prev, rows, scale, beta_w, beta_b, W, b):
     for large batches, blocks of examples that stay in cache (beta_w and beta_b apply with the first block)."""
     n_out, n_in = W.shape
     m = rows.shape[0]
-    xb = example_block(n_in, W.itemsize)
+    xb = example_block(m, n_in, W.itemsize)
     for x0 in range(0, m, xb):
         x1 = min(x0 + xb, m)
         bw, bb = (beta_w, beta_b) if x0 == 0 else (1.0, 1.0)
@@ -278,8 +281,8 @@ def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z
     n_out, n_in = W.shape
     m, m_next = rows.shape[0], rows_next.shape[0]
     n_groups = (n_out + 3) // 4
-    xb = example_block(n_in, W.itemsize)
-    if m <= xb and m_next <= xb:
+    xb, xb_next = example_block(m, n_in, W.itemsize), example_block(m_next, n_in, W.itemsize)
+    if m <= xb and m_next <= xb_next:
         for g in prange(n_groups):
             j0, j1 = 4 * g, min(4 * g + 4, n_out)
             prefetch_share(X, rows_ahead, g, n_groups)
@@ -292,8 +295,8 @@ def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z
         bw = beta_w if x0 == 0 else 1.0
         for g in prange(n_groups):
             accumulate_bp34_units(delta[x0:x1], X, rows[x0:x1], scale, bw, 1.0, W, b, 4 * g, min(4 * g + 4, n_out))
-    for x0 in range(0, m_next, xb):
-        x1 = min(x0 + xb, m_next)
+    for x0 in range(0, m_next, xb_next):
+        x1 = min(x0 + xb_next, m_next)
         for g in prange(n_groups):
             weighted_input_units(W, b, X, rows_next[x0:x1], Z[x0:x1], 4 * g, min(4 * g + 4, n_out))
     for g in prange(n_groups):
