@@ -11,9 +11,10 @@ Conventions
 * ``ws`` is the workspace: three parts (z, a, delta), each ``m_max`` rows of every layer's units; layer ``l``'s
   block of a part is ``(m, n_l)``.
 * Outputs are passed in and filled; kernels neither validate nor allocate (beyond tiny index arrays).
-* Parallel loops run over output units (or over examples where each owns its output row), so no two
+* Parallel loops run over groups of output units (or over examples where each owns its output row), so no two
   iterations write the same element, and each element is summed in a fixed order: results do not depend on
-  the number of threads.
+  the number of threads. Every parallel kernel also exists as a serial twin (``serial_and_parallel``); callers
+  pick one by the layer's work.
 """
 import inspect
 import types
@@ -699,6 +700,9 @@ SPECIALIZED = ("activate", "times_sigma_prime", "output_delta", "feedforward", "
                "feedforward_layer1", "update_layer1_and_forward", "train_epoch", "predict_into", "total_cost")
 # Plain functions compiled twice (serial, parallel) that reach it too: {source: (serial name, parallel name)}.
 SPECIALIZED_PAIRS = {"_update_and_forward_layer1": ("update_and_forward_layer1", "update_and_forward_layer1_par")}
+# Their source, read once now: the file on disk may change later (an upgrade, an edit) while this module runs.
+_SOURCES = {name: inspect.getsource(getattr(globals()[name], "py_func", globals()[name]))
+            for name in SPECIALIZED + tuple(SPECIALIZED_PAIRS)}
 
 
 def _njit_uncached(*args, **options):
@@ -714,10 +718,9 @@ def specialize(f, f_prime):
     Returns a namespace with the same names as this module (compiled on first call, not cached on disk).
     """
     namespace = dict(globals(), custom_f=f, custom_f_prime=f_prime, njit=_njit_uncached)
-    for name in SPECIALIZED:
-        exec(compile(inspect.getsource(globals()[name].py_func), __file__, "exec"), namespace)
+    for name in SPECIALIZED + tuple(SPECIALIZED_PAIRS):
+        exec(compile(_SOURCES[name], __file__, "exec"), namespace)
     for source, (serial, parallel) in SPECIALIZED_PAIRS.items():
-        exec(compile(inspect.getsource(globals()[source]), __file__, "exec"), namespace)
         namespace[serial] = njit(fastmath=FASTMATH)(namespace[source])
         namespace[parallel] = njit(fastmath=FASTMATH, parallel=True)(namespace[source])
     return types.SimpleNamespace(**namespace)
