@@ -421,6 +421,50 @@ def times_sigma_prime(code, Z, A, delta):
     # LINEAR: sigma' = 1. SOFTMAX only occurs on the output layer, handled by output_delta.
 
 
+# An activation costs about as much as this many multiply-adds (an exp against a fused multiply-add): an
+# elementwise pass runs in parallel when ELEMENTWISE_COST * elements reaches the same threshold as the products.
+ELEMENTWISE_COST = 32
+ROWS_PER_CHUNK = 8
+
+
+def _activate_rows(code, Z, A):
+    """``activate`` in parallel over chunks of rows (each row is independent, softmax included)."""
+    m = Z.shape[0]
+    for c in prange((m + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK):
+        x0 = c * ROWS_PER_CHUNK
+        activate(code, Z[x0:x0 + ROWS_PER_CHUNK], A[x0:x0 + ROWS_PER_CHUNK])
+
+
+def _times_sigma_prime_rows(code, Z, A, delta):
+    """``times_sigma_prime`` in parallel over chunks of rows."""
+    m = Z.shape[0]
+    for c in prange((m + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK):
+        x0 = c * ROWS_PER_CHUNK
+        times_sigma_prime(code, Z[x0:x0 + ROWS_PER_CHUNK], A[x0:x0 + ROWS_PER_CHUNK], delta[x0:x0 + ROWS_PER_CHUNK])
+
+
+activate_par = njit(cache=True, parallel=True)(_activate_rows)
+times_sigma_prime_par = njit(cache=True, parallel=True)(_times_sigma_prime_rows)
+
+
+@njit(cache=True)
+def activate_block(code, Z, A, n_par_min):
+    """a = sigma(z) for a layer's (m, n) block, in parallel when it is large (see ELEMENTWISE_COST)."""
+    if ELEMENTWISE_COST * Z.size >= n_par_min:
+        activate_par(code, Z, A)
+    else:
+        activate(code, Z, A)
+
+
+@njit(cache=True)
+def times_sigma_prime_block(code, Z, A, delta, n_par_min):
+    """delta *= sigma'(z) for a layer's (m, n) block, in parallel when it is large (see ELEMENTWISE_COST)."""
+    if ELEMENTWISE_COST * Z.size >= n_par_min:
+        times_sigma_prime_par(code, Z, A, delta)
+    else:
+        times_sigma_prime(code, Z, A, delta)
+
+
 @njit(cache=True)
 def output_delta(act_code, cost_code, Z, A, Y, rows, delta):
     """BP1: delta^L = grad_a C (.) sigma'(z^L) for a batch; Z, A, delta (m, n_L), Y (*, n_L) read at rows."""
@@ -502,7 +546,7 @@ def feedforward(theta, layout, X, rows, ws, n_par_min, first_layer=1):
             weighted_input_par(W, b, A_prev, r, Z)
         else:
             weighted_input(W, b, A_prev, r, Z)
-        activate(layout[l, ACT], Z, A)
+        activate_block(layout[l, ACT], Z, A, n_par_min)
 
 
 @njit(cache=True)
@@ -519,8 +563,8 @@ def backward(theta, layout, cost_code, Y, rows, ws, n_par_min):
             backpropagate_par(W_next, block(ws, layout, l + 1, DELTA_PART, m), delta)
         else:
             backpropagate(W_next, block(ws, layout, l + 1, DELTA_PART, m), delta)
-        times_sigma_prime(layout[l, ACT], block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m),
-                          delta)
+        times_sigma_prime_block(layout[l, ACT], block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m),
+                                delta, n_par_min)
 
 
 @njit(cache=True)
@@ -612,7 +656,7 @@ def feedforward_layer1(theta, layout, X, rows, ws, n_par_min):
         weighted_input_par(W, b, X, rows, Z)
     else:
         weighted_input(W, b, X, rows, Z)
-    activate(layout[1, ACT], Z, A)
+    activate_block(layout[1, ACT], Z, A, n_par_min)
 
 
 @njit(cache=True)
@@ -696,13 +740,17 @@ def total_cost(theta, layout, cost_code, X, Y, rows, ws, n_par_min):
 # The functions that reach the custom activation (through the globals custom_f and custom_f_prime). For a
 # model with a user-defined (f, f_prime) they are compiled again with those globals bound to the pair, so the
 # user's functions are inlined at kernel speed; every other model uses the cached versions above.
-SPECIALIZED = ("activate", "times_sigma_prime", "output_delta", "feedforward", "backward", "batch_gradient",
-               "feedforward_layer1", "update_layer1_and_forward", "train_epoch", "predict_into", "total_cost")
-# Plain functions compiled twice (serial, parallel) that reach it too: {source: (serial name, parallel name)}.
-SPECIALIZED_PAIRS = {"_update_and_forward_layer1": ("update_and_forward_layer1", "update_and_forward_layer1_par")}
+SPECIALIZED = ("activate", "times_sigma_prime", "activate_block", "times_sigma_prime_block", "output_delta",
+               "feedforward", "backward", "batch_gradient", "feedforward_layer1", "update_layer1_and_forward",
+               "train_epoch", "predict_into", "total_cost")
+# Plain functions that reach it too: {source: ((compiled name, parallel), ...)}.
+SPECIALIZED_PLAIN = {"_update_and_forward_layer1": (("update_and_forward_layer1", False),
+                                                    ("update_and_forward_layer1_par", True)),
+                     "_activate_rows": (("activate_par", True),),
+                     "_times_sigma_prime_rows": (("times_sigma_prime_par", True),)}
 # Their source, read once now: the file on disk may change later (an upgrade, an edit) while this module runs.
 _SOURCES = {name: inspect.getsource(getattr(globals()[name], "py_func", globals()[name]))
-            for name in SPECIALIZED + tuple(SPECIALIZED_PAIRS)}
+            for name in SPECIALIZED + tuple(SPECIALIZED_PLAIN)}
 
 
 def _njit_uncached(*args, **options):
@@ -718,9 +766,9 @@ def specialize(f, f_prime):
     Returns a namespace with the same names as this module (compiled on first call, not cached on disk).
     """
     namespace = dict(globals(), custom_f=f, custom_f_prime=f_prime, njit=_njit_uncached)
-    for name in SPECIALIZED + tuple(SPECIALIZED_PAIRS):
+    for name in SPECIALIZED + tuple(SPECIALIZED_PLAIN):
         exec(compile(_SOURCES[name], __file__, "exec"), namespace)
-    for source, (serial, parallel) in SPECIALIZED_PAIRS.items():
-        namespace[serial] = njit(fastmath=FASTMATH)(namespace[source])
-        namespace[parallel] = njit(fastmath=FASTMATH, parallel=True)(namespace[source])
+    for source, variants in SPECIALIZED_PLAIN.items():
+        for name, parallel in variants:
+            namespace[name] = njit(fastmath=FASTMATH, parallel=parallel)(namespace[source])
     return types.SimpleNamespace(**namespace)

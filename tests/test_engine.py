@@ -1,6 +1,7 @@
 """The kernels against independent references: the NumPy baselines and central finite differences."""
 import numpy as np
 import pytest
+from numba import njit
 
 from conftest import F32_RTOL, F64_ATOL, FD_RTOL, copy_params, softplus, softplus_prime
 from fastbp import MLP, reference
@@ -40,6 +41,39 @@ def test_gradient_matches_numpy_matrix_baseline(rng, sizes, m):
     grad_w, grad_b = net.gradient(X, Y)
     ref_w, ref_b = reference.mean_gradient(*copy_params(net), X, Y)
     for got, want in zip(grad_w + grad_b, ref_w + ref_b):
+        np.testing.assert_allclose(got, want, rtol=0, atol=F64_ATOL)
+
+
+@njit
+def user_tanh(z):
+    return np.tanh(z)
+
+
+@njit
+def user_tanh_prime(z):
+    t = np.tanh(z)
+    return 1.0 - t * t
+
+
+@pytest.mark.parametrize("hidden", ["tanh", (user_tanh, user_tanh_prime)], ids=["tanh", "user-defined tanh"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_large_layers_against_the_matrix_baseline(rng, hidden, n_threads):
+    """Blocks large enough that every kernel takes its parallel path when two threads are allowed (the
+    activations and sigma' factors included), and batches of several example blocks."""
+    sizes = [400, 150, 40, 5]
+    cost = "log-likelihood"
+    net = MLP(sizes, activation=[hidden, hidden, "softmax"], cost=cost, seed=2, n_threads=n_threads)
+    acts = ["tanh", "tanh", "softmax"]  # what the reference computes
+    X, Y = problem(rng, sizes, 200, cost)
+    grad_w, grad_b = net.gradient(X, Y)
+    ref_w, ref_b = reference.mean_gradient(*copy_params(net), X, Y, activations=acts, cost=cost)
+    for got, want in zip(grad_w + grad_b, ref_w + ref_b):
+        np.testing.assert_allclose(got, want, rtol=0, atol=F64_ATOL)
+    weights, biases = copy_params(net)
+    net.fit(X, Y, epochs=1, batch_size=100, eta=0.1, shuffle=False)
+    w_ref, b_ref = reference.sgd_epoch(weights, biases, X, Y, batch_size=100, eta=0.1, activations=acts, cost=cost,
+                                       method="matrix")
+    for got, want in zip(list(net.weights) + list(net.biases), w_ref + b_ref):
         np.testing.assert_allclose(got, want, rtol=0, atol=F64_ATOL)
 
 
