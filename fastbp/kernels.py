@@ -289,7 +289,7 @@ def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z
             prefetch_share(X, rows_ahead, g, n_groups)
             accumulate_bp34_units(delta, X, rows, scale, beta_w, 1.0, W, b, j0, j1)
             weighted_input_units(W, b, X, rows_next, Z, j0, j1)
-            activate(act_code, Z[:, j0:j1], A[:, j0:j1])
+            activate_units(act_code, Z, A, j0, j1)
         return
     for x0 in range(0, m, xb):
         x1 = min(x0 + xb, m)
@@ -302,7 +302,7 @@ def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z
             weighted_input_units(W, b, X, rows_next[x0:x1], Z[x0:x1], 4 * g, min(4 * g + 4, n_out))
     for g in prange(n_groups):
         j0, j1 = 4 * g, min(4 * g + 4, n_out)
-        activate(act_code, Z[:, j0:j1], A[:, j0:j1])
+        activate_units(act_code, Z, A, j0, j1)
 
 
 def _backpropagate(W_next, delta_next, delta):
@@ -360,40 +360,49 @@ backpropagate, backpropagate_par = serial_and_parallel(_backpropagate)
 
 # ------------------------------------------------------------------------------ elementwise kernels
 @njit(cache=True)
-def activate(code, Z, A):
-    """a = sigma(z) for one layer's block; Z, A (m, n)."""
-    m, n = Z.shape
+def activate_units(code, Z, A, j_start, j_stop):
+    """a = sigma(z) for units j_start <= j < j_stop of one layer's block; Z, A (m, n).
+    (Softmax couples a row's units: it needs the whole row, j_start = 0 and j_stop = n.)"""
+    m = Z.shape[0]
     one = Z.dtype.type(1)
     if code == SIGMOID:
         for x in range(m):
-            for j in range(n):
+            for j in range(j_start, j_stop):
                 A[x, j] = one / (one + np.exp(-Z[x, j]))
     elif code == TANH:
         for x in range(m):
-            for j in range(n):
+            for j in range(j_start, j_stop):
                 A[x, j] = np.tanh(Z[x, j])
     elif code == RELU:
         for x in range(m):
-            for j in range(n):
+            for j in range(j_start, j_stop):
                 A[x, j] = max(Z[x, j], Z.dtype.type(0))
     elif code == LINEAR:
-        A[:, :] = Z
+        for x in range(m):
+            for j in range(j_start, j_stop):
+                A[x, j] = Z[x, j]
     elif code == SOFTMAX:
         for x in range(m):
             # Shifting by the row maximum keeps exp() finite; the softmax itself is unchanged.
-            top = Z[x, 0]
-            for j in range(1, n):
+            top = Z[x, j_start]
+            for j in range(j_start + 1, j_stop):
                 top = max(top, Z[x, j])
             total = Z.dtype.type(0)
-            for j in range(n):
+            for j in range(j_start, j_stop):
                 A[x, j] = np.exp(Z[x, j] - top)
                 total += A[x, j]
-            for j in range(n):
+            for j in range(j_start, j_stop):
                 A[x, j] /= total
     else:
         for x in range(m):
-            for j in range(n):
+            for j in range(j_start, j_stop):
                 A[x, j] = custom_f(Z[x, j])
+
+
+@njit(cache=True)
+def activate(code, Z, A):
+    """a = sigma(z) for one layer's block; Z, A (m, n)."""
+    activate_units(code, Z, A, 0, Z.shape[1])
 
 
 @njit(cache=True)
@@ -740,9 +749,9 @@ def total_cost(theta, layout, cost_code, X, Y, rows, ws, n_par_min):
 # The functions that reach the custom activation (through the globals custom_f and custom_f_prime). For a
 # model with a user-defined (f, f_prime) they are compiled again with those globals bound to the pair, so the
 # user's functions are inlined at kernel speed; every other model uses the cached versions above.
-SPECIALIZED = ("activate", "times_sigma_prime", "activate_block", "times_sigma_prime_block", "output_delta",
-               "feedforward", "backward", "batch_gradient", "feedforward_layer1", "update_layer1_and_forward",
-               "train_epoch", "predict_into", "total_cost")
+SPECIALIZED = ("activate_units", "activate", "times_sigma_prime", "activate_block", "times_sigma_prime_block",
+               "output_delta", "feedforward", "backward", "batch_gradient", "feedforward_layer1",
+               "update_layer1_and_forward", "train_epoch", "predict_into", "total_cost")
 # Plain functions that reach it too: {source: ((compiled name, parallel), ...)}.
 SPECIALIZED_PLAIN = {"_update_and_forward_layer1": (("update_and_forward_layer1", False),
                                                     ("update_and_forward_layer1_par", True)),
