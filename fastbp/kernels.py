@@ -277,34 +277,18 @@ def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z
     W[J] = beta_w W[J] + scale sum_x delta[x, J] X[rows[x]]^T, b[J] += scale sum_x delta[x, J]   (BP3, BP4)
     Z[:, J] = W[J] X[rows_next]^T + b[J], A[:, J] = sigma(Z[:, J])                               (eq. 25)
 
-    W (n_1, n_0), b (n_1,), X (n, n_0), rows (m,), delta (m, n_1), rows_next (m',), Z, A (m', n_1) outputs.
-    A group of four units J is read and written only by the iteration that owns it, so for batches that fit
-    one block (``example_block``) a single parallel region covers layer 1's update and its next forward pass,
-    and meanwhile asks for the inputs X[rows_ahead] of the batch after next. Larger batches go block by block.
+    W (n_1, n_0), b (n_1,), X (n, n_0), rows (m,), delta (m, n_1), rows_next (m',), Z, A (m', n_1) outputs;
+    both batches fit one block of examples (``example_block``). A group of four units J is read and written
+    only by the iteration that owns it, so one parallel region covers layer 1's update and its next forward
+    pass, and meanwhile asks for the inputs X[rows_ahead] of the batch after next.
     """
-    n_out, n_in = W.shape
-    m, m_next = rows.shape[0], rows_next.shape[0]
+    n_out = W.shape[0]
     n_groups = (n_out + 3) // 4
-    xb, xb_next = example_block(m, n_in, W.itemsize), example_block(m_next, n_in, W.itemsize)
-    if m <= xb and m_next <= xb_next:
-        for g in prange(n_groups):
-            j0, j1 = 4 * g, min(4 * g + 4, n_out)
-            prefetch_share(X, rows_ahead, g, n_groups)
-            accumulate_bp34_units(delta, X, rows, scale, beta_w, 1.0, W, b, j0, j1)
-            weighted_input_units(W, b, X, rows_next, Z, j0, j1)
-            activate_units(act_code, Z, A, j0, j1)
-        return
-    for x0 in range(0, m, xb):
-        x1 = min(x0 + xb, m)
-        bw = beta_w if x0 == 0 else 1.0
-        for g in prange(n_groups):
-            accumulate_bp34_units(delta[x0:x1], X, rows[x0:x1], scale, bw, 1.0, W, b, 4 * g, min(4 * g + 4, n_out))
-    for x0 in range(0, m_next, xb_next):
-        x1 = min(x0 + xb_next, m_next)
-        for g in prange(n_groups):
-            weighted_input_units(W, b, X, rows_next[x0:x1], Z[x0:x1], 4 * g, min(4 * g + 4, n_out))
     for g in prange(n_groups):
         j0, j1 = 4 * g, min(4 * g + 4, n_out)
+        prefetch_share(X, rows_ahead, g, n_groups)
+        accumulate_bp34_units(delta, X, rows, scale, beta_w, 1.0, W, b, j0, j1)
+        weighted_input_units(W, b, X, rows_next, Z, j0, j1)
         activate_units(act_code, Z, A, j0, j1)
 
 
@@ -539,15 +523,16 @@ def cost_sum(cost_code, A, Y, rows):
 
 # ------------------------------------------------------------------------------------ network passes
 @njit(cache=True)
-def feedforward(theta, layout, X, rows, ws, n_par_min, first_layer=1):
-    """Eq. 25 through layers first_layer .. L for the batch X[rows]; fills the z and a blocks of ``ws``
-    (from first_layer = 2 on, layer 1's a block must already hold the batch's activations).
+def feedforward(theta, layout, X, rows, ws, n_par_min, first_layer=1, last_layer=-1):
+    """Eq. 25 through layers first_layer .. last_layer (-1: L) for the batch X[rows]; fills the z and a blocks
+    of ``ws`` (from first_layer = 2 on, layer 1's a block must already hold the batch's activations).
 
     X (n, n_0), rows (m,) int64. Layers whose m*n_in*n_out reaches n_par_min run in parallel.
     """
     m = rows.shape[0]
     ident = np.arange(m)
-    for l in range(first_layer, layout.shape[0]):
+    stop = layout.shape[0] if last_layer < 0 else last_layer + 1
+    for l in range(first_layer, stop):
         W, b = weight(theta, layout, l), bias(theta, layout, l)
         Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
         if l == 1:
@@ -659,32 +644,31 @@ def batch_gradient(theta, layout, cost_code, X, Y, rows, scale, grad, ws, n_par_
 
 
 @njit(cache=True)
-def feedforward_layer1(theta, layout, X, rows, ws, n_par_min):
-    """Eq. 25 for layer 1 only (the first step of ``train_epoch``'s fused SGD)."""
-    m = rows.shape[0]
-    W, b = weight(theta, layout, 1), bias(theta, layout, 1)
-    Z, A = block(ws, layout, 1, Z_PART, m), block(ws, layout, 1, A_PART, m)
-    if m * W.size >= n_par_min:
-        weighted_input_par(W, b, X, rows, Z)
-    else:
-        weighted_input(W, b, X, rows, Z)
-    activate_block(layout[1, ACT], Z, A, n_par_min)
-
-
-@njit(cache=True)
 def update_layer1_and_forward(theta, layout, X, rows, ws, scale, beta_w, rows_next, rows_ahead, n_par_min):
     """Layer 1's SGD step for the batch X[rows] (its deltas in ``ws``), then its feedforward for X[rows_next]
-    into the z and a blocks of ``ws``; rows_next may be empty."""
+    into the z and a blocks of ``ws``; rows_next may be empty. Fused into one pass when both batches fit one
+    block of examples, else the two steps one after the other."""
     m, m_next = rows.shape[0], rows_next.shape[0]
     W, b = weight(theta, layout, 1), bias(theta, layout, 1)
     delta = block(ws, layout, 1, DELTA_PART, m)
     Z, A = block(ws, layout, 1, Z_PART, m_next), block(ws, layout, 1, A_PART, m_next)
-    if max(m, m_next) * W.size >= n_par_min:
-        update_and_forward_layer1_par(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT],
+    parallel = max(m, m_next) * W.size >= n_par_min
+    n_in, size = W.shape[1], W.itemsize
+    if example_block(m, n_in, size) >= m and example_block(m_next, n_in, size) >= m_next:
+        if parallel:
+            update_and_forward_layer1_par(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT],
+                                          rows_ahead)
+        else:
+            update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT],
                                       rows_ahead)
+        return
+    if parallel:
+        accumulate_bp34_par(delta, X, rows, scale, beta_w, 1.0, W, b)
+        weighted_input_par(W, b, X, rows_next, Z)
     else:
-        update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT],
-                                      rows_ahead)
+        accumulate_bp34(delta, X, rows, scale, beta_w, 1.0, W, b)
+        weighted_input(W, b, X, rows_next, Z)
+    activate_block(layout[1, ACT], Z, A, n_par_min)
 
 
 @njit(cache=True)
@@ -701,8 +685,8 @@ def train_epoch(theta, layout, cost_code, X, Y, order, batch_size, first_batch, 
     n = order.shape[0]
     fused = opt == SGD and layout.shape[0] > 2
     if fused and first_batch < stop_batch:
-        feedforward_layer1(theta, layout, X, order[first_batch * batch_size:(first_batch + 1) * batch_size], ws,
-                           n_par_min)
+        feedforward(theta, layout, X, order[first_batch * batch_size:(first_batch + 1) * batch_size], ws,
+                    n_par_min, 1, 1)
     for batch in range(first_batch, stop_batch):
         rows = order[batch * batch_size:min((batch + 1) * batch_size, n)]
         m = rows.shape[0]
@@ -753,7 +737,7 @@ def total_cost(theta, layout, cost_code, X, Y, rows, ws, n_par_min):
 # model with a user-defined (f, f_prime) they are compiled again with those globals bound to the pair, so the
 # user's functions are inlined at kernel speed; every other model uses the cached versions above.
 SPECIALIZED = ("activate_units", "activate", "times_sigma_prime", "activate_block", "times_sigma_prime_block",
-               "output_delta", "feedforward", "backward", "batch_gradient", "feedforward_layer1",
+               "output_delta", "feedforward", "backward", "batch_gradient",
                "update_layer1_and_forward", "train_epoch", "predict_into", "total_cost")
 # Plain functions that reach it too: {source: ((compiled name, parallel), ...)}.
 SPECIALIZED_PLAIN = {"_update_and_forward_layer1": (("update_and_forward_layer1", False),
