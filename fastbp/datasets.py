@@ -38,6 +38,8 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_ENV = "FASTBP_FASHION_MNIST"
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# IDX data are streamed in blocks of this many bytes.
+_IDX_BLOCK_BYTES = 1 << 20
 
 # IDX type code -> big-endian dtype, as stored on disk.
 _IDX_CODE_TO_DTYPE = {
@@ -86,46 +88,93 @@ def read_idx(path) -> np.ndarray:
     Returns an array of shape ``dims`` from the header, e.g. ``(n, 28, 28)``
     uint8 for MNIST images or ``(n,)`` uint8 for labels.
     """
-    view = _idx_view(path)
-    # Native byte order, writable, owning its memory.
-    return view.astype(view.dtype.newbyteorder("="))
+    return _read_idx_into(path, lambda dtype, dims: np.empty(dims, dtype.newbyteorder("=")))
 
 
-def _idx_view(path) -> np.ndarray:
-    """The validated data of an IDX file as a read-only view of its bytes (file byte order), no copy."""
+def _read_idx_into(path, allocate) -> np.ndarray:
+    """Check an IDX file's header and stream its data into ``allocate(file dtype, dims)``.
+
+    The destination (any C-contiguous array of ``prod(dims)`` elements) receives the values in file order,
+    cast by NumPy, a block of about 1 MiB at a time: neither the file nor its decompressed bytes are ever held
+    whole in memory, so a 47 MB image file becomes a float array with no larger temporary.
+    """
     path = os.fspath(path)
-    data = _read_bytes(path, "IDX file")
-    if len(data) < 4:
+    with open(path, "rb") as raw:
+        gzipped = path.endswith(".gz") or raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        try:
+            dtype, dims = _idx_header(path, stream)
+            out = allocate(dtype, dims)
+            _stream_values(path, stream, dtype, dims, out.reshape(-1))
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(
+                f"IDX file {path} must be a valid gzip stream; got a corrupt or "
+                f"truncated one ({exc})."
+            ) from None
+    return out
+
+
+def _idx_header(path: str, stream):
+    """(big-endian dtype, dims) from the header at the start of ``stream``."""
+    head = stream.read(4)
+    if len(head) < 4:
         raise ValueError(
-            f"IDX file {path} must start with a 4-byte header; got {len(data)} bytes."
+            f"IDX file {path} must start with a 4-byte header; got {len(head)} bytes."
         )
-    if data[0:2] != b"\x00\x00":
+    if head[0:2] != b"\x00\x00":
         raise ValueError(
-            f"IDX file {path} must start with magic bytes 00 00; got {data[0:2].hex(' ')}."
+            f"IDX file {path} must start with magic bytes 00 00; got {head[0:2].hex(' ')}."
         )
-    code, ndim = data[2], data[3]
+    code, ndim = head[2], head[3]
     if code not in _IDX_CODE_TO_DTYPE:
         valid = ", ".join(f"0x{c:02X}" for c in _IDX_CODE_TO_DTYPE)
         raise ValueError(
             f"IDX file {path} must have a type code in ({valid}); got 0x{code:02X}."
         )
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
+    sizes = stream.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
         raise ValueError(
-            f"IDX file {path} must have a {header_len}-byte header for {ndim} "
-            f"dimensions; got {len(data)} bytes (truncated)."
+            f"IDX file {path} must have a {4 + 4 * ndim}-byte header for {ndim} "
+            f"dimensions; got {4 + len(sizes)} bytes (truncated)."
         )
-    dims = struct.unpack(f">{ndim}I", data[4:header_len])
-    dtype = _IDX_CODE_TO_DTYPE[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    found = len(data) - header_len
+    return _IDX_CODE_TO_DTYPE[code], struct.unpack(f">{ndim}I", sizes)
+
+
+def _stream_values(path: str, stream, dtype: np.dtype, dims, flat: np.ndarray) -> None:
+    """Fill ``flat`` (prod(dims),) from ``stream`` and check that exactly that many values follow."""
+    expected = flat.size * dtype.itemsize
+    buffer = bytearray(max(dtype.itemsize, min(expected, _IDX_BLOCK_BYTES)))
+    found = 0
+    while found < expected:
+        got = _read_fully(stream, memoryview(buffer)[:min(len(buffer), expected - found)])
+        whole = got - got % dtype.itemsize
+        first = found // dtype.itemsize
+        flat[first:first + whole // dtype.itemsize] = np.frombuffer(buffer, dtype, whole // dtype.itemsize)
+        found += got
+        if got < len(buffer) and found < expected:
+            break
+    extra = stream.read(_IDX_BLOCK_BYTES) if found == expected else b""
+    while extra:
+        found += len(extra)
+        extra = stream.read(_IDX_BLOCK_BYTES)
     if found != expected:
         problem = "truncated" if found < expected else "trailing data"
         raise ValueError(
-            f"IDX file {path} must hold {expected} data bytes for shape {dims} "
+            f"IDX file {path} must hold {expected} data bytes for shape {tuple(dims)} "
             f"of {dtype.newbyteorder('=').name}; got {found} ({problem})."
         )
-    return np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+
+
+def _read_fully(stream, view: memoryview) -> int:
+    """Read into ``view`` until it is full or the stream ends; the number of bytes read."""
+    done = 0
+    while done < len(view):
+        got = stream.readinto(view[done:])
+        if not got:
+            break
+        done += got
+    return done
 
 
 def write_idx(path, array) -> None:
@@ -288,19 +337,17 @@ def _find_idx_files(directory: str) -> tuple[dict[str, str], list[str]]:
     return found, missing
 
 
-def _idx_images(path: str) -> np.ndarray:
-    images = _idx_view(path)  # converted to floats by the caller: no intermediate copy of the pixels
-    if images.dtype != np.uint8 or images.ndim < 2:
-        raise ValueError(
-            f"IDX images {path} must be uint8 with shape (n, rows, cols); got "
-            f"{images.shape} of {images.dtype}."
-        )
-    return images
+def _idx_images(path: str, dt: np.dtype) -> np.ndarray:
+    """IDX uint8 images ``(n, rows, cols)`` -> C-contiguous ``(n, rows*cols)`` of ``dt`` in [0, 1]."""
+    def allocate(dtype, dims):
+        if dtype != np.uint8 or len(dims) < 2:
+            raise ValueError(
+                f"IDX images {path} must be uint8 with shape (n, rows, cols); got "
+                f"{tuple(dims)} of {dtype.newbyteorder('=')}."
+            )
+        return np.empty((dims[0], int(np.prod(dims[1:], dtype=np.int64))), dtype=dt)
 
-
-def _scale_pixels(images: np.ndarray, dt: np.dtype) -> np.ndarray:
-    """``(n, ...)`` uint8 -> C-contiguous ``(n, prod(...))`` of ``dt`` in [0, 1]."""
-    X = images.reshape(len(images), -1).astype(dt)
+    X = _read_idx_into(path, allocate)
     X /= dt.type(255)
     return X
 
@@ -321,7 +368,7 @@ def load_idx_dir(directory, *, dtype="float64", name=None) -> Dataset:
         )
     splits = {}
     for split in ("train", "test"):
-        images = _idx_images(found[f"{split}_images"])
+        images = _idx_images(found[f"{split}_images"], dt)
         labels = _labels(read_idx(found[f"{split}_labels"]),
                          f"IDX labels {found[f'{split}_labels']}")
         if len(images) != len(labels):
@@ -329,7 +376,7 @@ def load_idx_dir(directory, *, dtype="float64", name=None) -> Dataset:
                 f"{split} images and labels must have the same count; got "
                 f"{len(images)} images and {len(labels)} labels in {directory}."
             )
-        splits[split] = (_scale_pixels(images, dt), labels)
+        splits[split] = (images, labels)
     (X_train, y_train), (X_test, y_test) = splits["train"], splits["test"]
     if name is None:
         name = os.path.basename(os.path.normpath(directory)) or directory

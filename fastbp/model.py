@@ -12,10 +12,11 @@ from .validation import (check_choice, check_dtype, check_float, check_int, chec
                          check_targets)
 
 # Layers with at least this many multiply-adds per batch (m * n_in * n_out) run their parallel kernel; below
-# it, starting a parallel region (a few microseconds) costs more than the second core gives back. float32 does
-# the same work in about half the time, so it needs twice the work. Measured on 2 cores: [784, 30, 10] with
-# mini-batch 10 (235,200) gains 1.4x from 2 threads in float64 and loses 1.3x in float32.
-PARALLEL_MIN_WORK = {"float64": 1 << 17, "float32": 1 << 18}
+# it, starting a parallel region (a few microseconds) costs more than the second core gives back. Measured on
+# 2 cores, [784, 30, 10] with mini-batch 10 (235,200 per layer-1 batch), medians of 21 epochs side by side:
+# 2 threads vs 1 gain 1.2x in float32 with the fused layer-1 step (3.11 vs 3.70 us/example), and a threshold
+# of 1 << 18 (float32 book setup serial) lost that; float64 gains 1.1-1.4x.
+PARALLEL_MIN_WORK = 1 << 17
 # Rows per kernel call when evaluating (forward, cost, gradient) large arrays.
 EVAL_CHUNK = 256
 OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "adam": kernels.ADAM}
@@ -182,7 +183,7 @@ class MLP:
         return getattr(self._specialized, name)(*args)
 
     def _par_min(self):
-        return PARALLEL_MIN_WORK[self.dtype.name] if self.n_threads > 1 else np.iinfo(np.int64).max
+        return PARALLEL_MIN_WORK if self.n_threads > 1 else np.iinfo(np.int64).max
 
     # ------------------------------------------------------------------ boundary conversions
     def _inputs(self, X, name="X"):

@@ -130,6 +130,20 @@ def test_idx_round_trip(tmp_path, dtype, gz):
     assert out.flags.writeable
 
 
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("block_bytes", [1, 3, 7, 64])
+def test_read_idx_streams_in_blocks_of_any_size(tmp_path, monkeypatch, gz, block_bytes):
+    # Blocks smaller than, or not a multiple of, one value must still give every value once, in order.
+    monkeypatch.setattr(datasets, "_IDX_BLOCK_BYTES", block_bytes)
+    arr = np.random.default_rng(3).standard_normal((7, 5)).astype(np.float64)
+    path = tmp_path / ("a.idx.gz" if gz else "a.idx")
+    write_idx(path, arr)
+    np.testing.assert_array_equal(read_idx(path), arr)
+    write_bytes(path, path.read_bytes()[:-3] if not gz else gzip.decompress(path.read_bytes())[:-3], gz=gz)
+    with pytest.raises(ValueError, match=r"must hold 280 data bytes .*; got 277 \(truncated\)"):
+        read_idx(path)
+
+
 def test_read_idx_detects_gzip_without_suffix(tmp_path):
     content = idx_bytes(0x08, (4,), [9, 8, 7, 6], "B")
     path = write_bytes(tmp_path / "labels-idx1-ubyte", content, gz=True)
@@ -245,6 +259,22 @@ def test_load_idx_dir_count_mismatch(tiny_idx_dir):
     write_idx(directory / "t10k-labels-idx1-ubyte.gz", data["test_labels"][:4])
     with pytest.raises(ValueError, match="5 images and 4 labels"):
         load_idx_dir(directory)
+
+
+@pytest.mark.parametrize("cut", ["truncated", "corrupt gzip"])
+def test_load_idx_dir_rejects_damaged_images(tiny_idx_dir, cut):
+    directory, data = tiny_idx_dir
+    path = directory / "train-images-idx3-ubyte.gz"
+    content = path.read_bytes()
+    if cut == "truncated":
+        write_bytes(path, gzip.decompress(content)[:-1], gz=True)
+        pattern = r"must hold 9408 data bytes .*got 9407 \(truncated\)"
+    else:
+        write_bytes(path, content[:len(content) // 2])
+        pattern = "must be a valid gzip stream"
+    with pytest.raises(ValueError, match=pattern) as info:
+        load_idx_dir(directory)
+    assert str(path) in str(info.value)
 
 
 def test_load_idx_dir_rejects_non_uint8_images(tiny_idx_dir):
