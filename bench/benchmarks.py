@@ -71,6 +71,16 @@ class FastbpTrain(_OneCase):
         self.case.step()
 
 
+class FastbpTrainUint8(_OneCase):
+    """fastbp on 8-bit pixels (ScaledInputs), as ``fastbp train`` reads Fashion-MNIST."""
+    impl = "fastbp-uint8"
+    params = (SETUPS, DTYPES, THREADS)
+    param_names = ["setup", "dtype", "threads"]
+
+    def time_fastbp_uint8_epoch_chunk(self, setup, dtype, threads):
+        self.case.step()
+
+
 class NumpyMatrix(_OneCase):
     """The chapter's matrix-based mini-batch in NumPy (fastbp.reference), BLAS on `threads` threads."""
     impl = "numpy-matrix"

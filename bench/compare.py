@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 
@@ -43,13 +44,14 @@ GEMM_SIZE = 2048
 PAUSE = 0.1
 LABELS = {
     "fastbp": "fastbp",
+    "fastbp-uint8": "fastbp, uint8 inputs",
     "torch": "PyTorch CPU",
     "numpy-matrix": "NumPy matrix mini-batch",
     "numpy-per-example": "NumPy per-example (book)",
     "backprop": "backprop (model.gradient)",
     "finite-differences": "finite differences",
 }
-IMPLS = ("fastbp", "torch", "numpy-matrix", "numpy-per-example")
+IMPLS = ("fastbp", "fastbp-uint8", "torch", "numpy-matrix", "numpy-per-example")
 
 
 # ----------------------------------------------------------------------------------------------- FLOPs and peak
@@ -128,8 +130,9 @@ def build_cases(data, setup, *, impls=IMPLS, dtypes=DTYPES, thread_counts=None, 
                 continue
             for threads in thread_counts:
                 common = (data, setup, sizes, batch_size, dtype, threads)
-                if impl == "fastbp":
-                    cases.append(peers.fastbp_case(*common, n_batches, schedule, params))
+                if impl in ("fastbp", "fastbp-uint8"):
+                    cases.append(peers.fastbp_case(*common, n_batches, schedule, params,
+                                                   inputs="float" if impl == "fastbp" else "uint8"))
                 elif impl == "torch":
                     cases.append(peers.torch_case(*common, n_batches, schedule, params))
                 elif impl == "numpy-matrix":
@@ -190,7 +193,7 @@ def build_table(results, peaks=None, n_train=peers.FASHION_SHAPE[0]):
     train = [r for r in results if r["unit"] == "example"]
     best = {}
     for r in train:
-        group = (r["impl"], r["setup"], r["dtype"]) + ((r["threads"],) if r["impl"] == "fastbp" else ())
+        group = (r["impl"], r["setup"], r["dtype"]) + ((r["threads"],) if r["impl"].startswith("fastbp") else ())
         if group not in best or r["median_us"] < best[group]["median_us"]:
             best[group] = r
     fastest = {}
@@ -294,6 +297,22 @@ def compile_subprocesses(sizes, batch_size):
     return {"cold_cache": cold, "warm_cache": warm}
 
 
+def train_peak_memory(dtype="float32"):
+    """Peak resident memory (MB) of ``fastbp train --dtype dtype --epochs 1 --quiet`` on Fashion-MNIST, in a
+    fresh process (warm kernel cache), with the size of the data set as floats of that dtype for comparison."""
+    from fastbp import datasets
+    command = [sys.executable, "-m", "fastbp", "train", "--data", "fashion-mnist", "--dtype", dtype,
+               "--epochs", "1", "--quiet"]
+    # A wrapper process runs the command, so that its children's peak is that of the training process alone.
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+               "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", wrapper, *command], check=True, capture_output=True, text=True)
+    n_values = sum(int(np.prod(shape)) for shape in ((60_000, 784), (10_000, 784)))
+    return {"dtype": dtype, "peak_mb": int(out.stdout.split()[-1]) * 1024 / 1e6,
+            "data_mb": n_values * np.dtype(dtype).itemsize / 1e6, "pixels_mb": n_values / 1e6,
+            "fashion_mnist": datasets.fashion_mnist_available()}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="fastbp against NumPy, PyTorch CPU and finite differences: "
                                             "microseconds per training example.")
@@ -346,6 +365,10 @@ def run(args, log=print):
     if not (args.quick or args.no_compile_subprocess):
         log("timing the first epoch in fresh processes (empty numba cache, then warm) ...")
         compile_info.update(compile_subprocesses(setup_sizes("book", data.n_in), SETUPS["book"]["batch_size"]))
+    memory = None
+    if data.name == "fashion-mnist" and not args.quick:
+        log("measuring the peak memory of fastbp train --dtype float32 ...")
+        memory = train_peak_memory()
     return {
         "environment": dict(environment(), load_average_before=load_before),
         "data": {"name": data.name, "note": data.note, "rows": data.n_rows, "inputs": data.n_in},
@@ -357,6 +380,7 @@ def run(args, log=print):
         "gemm_peak_gflops": {f"{d}/{t} threads": p / 1e9 for (d, t), p in peaks.items()},
         "flops_per_example": {s: flops_per_example(setup_sizes(s, data.n_in)) for s in SETUPS},
         "compile": compile_info,
+        "memory": memory,
         "table": build_table(results, peaks),
         "gradients": build_gradient_table(results),
         "results": results,
@@ -393,6 +417,11 @@ def report(out, markdown=False):
             c = compile_info[name]
             lines.append(f"fresh process, import to first epoch, {what}: {c['total_seconds']:.2f} s "
                          f"(import {c['import_seconds']:.2f} s)")
+    m = out.get("memory")
+    if m:
+        lines.append(f"peak memory of `fastbp train --dtype {m['dtype']} --epochs 1` (Fashion-MNIST, 8-bit pixels "
+                     f"in memory): {m['peak_mb']:.1f} MB; the data set as {m['dtype']}: {m['data_mb']:.1f} MB "
+                     f"(+150 MB: {m['data_mb'] + 150:.1f} MB), as pixels: {m['pixels_mb']:.1f} MB")
     lines += ["", format_table(out["table"], markdown), "",
               "ratio: this row's time / fastbp's best time for the same setup and dtype (how many times faster "
               "fastbp is). % of GEMM bound: (FLOPs per example / GEMM peak for the dtype and the row's threads) / "

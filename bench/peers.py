@@ -28,7 +28,8 @@ class BenchData:
     """Training rows ``X`` (n, n_in) float64 in [0, 1] and labels ``y`` (n,) int64, with a note on their origin.
 
     ``X_as(dtype)`` and ``Y_as(dtype)`` (one-hot targets (n, 10)) convert once and keep the copies, so that
-    every case of a run reads the same arrays.
+    every case of a run reads the same arrays; ``X_as("uint8")`` is the inputs as 8-bit pixels (ScaledInputs,
+    scale 1/255: exact for image data, a rounding of random data, whose values do not change the speed).
     """
 
     def __init__(self, name, X, y, note=""):
@@ -50,7 +51,11 @@ class BenchData:
     def X_as(self, dtype):
         dtype = np.dtype(dtype).name
         if dtype not in self._X:
-            self._X[dtype] = self.X.astype(dtype)
+            if dtype == "uint8":
+                from fastbp import ScaledInputs
+                self._X[dtype] = ScaledInputs(np.rint(self.X * 255).astype(np.uint8), 1 / 255)
+            else:
+                self._X[dtype] = self.X.astype(dtype)
         return self._X[dtype]
 
     def Y_as(self, dtype):
@@ -229,22 +234,25 @@ def fastbp_first_call(data, sizes, batch_size, dtype):
     return seconds, how
 
 
-def fastbp_case(data, setup, sizes, batch_size, dtype, n_threads, n_batches, schedule, params, eta=ETA):
+def fastbp_case(data, setup, sizes, batch_size, dtype, n_threads, n_batches, schedule, params, eta=ETA,
+                inputs="float"):
     """fastbp's ``MLP.fit`` loop without the per-epoch extras: ``Trainer(...).epoch(order)``, one jitted call
-    per chunk of ``n_batches`` mini-batches, numba on ``n_threads`` threads and BLAS held to one, as in fit."""
+    per chunk of ``n_batches`` mini-batches, numba on ``n_threads`` threads and BLAS held to one, as in fit.
+    ``inputs="uint8"`` trains on the 8-bit pixels (ScaledInputs) as ``fastbp train`` does."""
     from fastbp.model import MLP, Trainer
     from fastbp.threads import using_threads
 
     first_seconds, how = fastbp_first_call(data, sizes, batch_size, dtype)
     model = MLP(sizes, dtype=dtype, seed=0, n_threads=n_threads)
     model.weights, model.biases = params
-    trainer = Trainer(model, data.X_as(dtype), data.y, batch_size=batch_size, eta=eta)
+    trainer = Trainer(model, data.X_as(dtype if inputs == "float" else inputs), data.y, batch_size=batch_size,
+                      eta=eta)
     cursor = Cursor(schedule, n_batches * batch_size)
 
     def step():
         trainer.epoch(cursor.next())
 
-    return Case(_key("fastbp", setup, sizes, batch_size, dtype, n_threads), step, units=cursor.length,
+    return Case(_key("fastbp" if inputs == "float" else f"fastbp-{inputs}", setup, sizes, batch_size, dtype, n_threads), step, units=cursor.length,
                 context=lambda: using_threads(n_threads, limit_blas=True),
                 parameters=lambda: ([np.array(w, np.float64) for w in model.weights],
                                     [np.array(b, np.float64) for b in model.biases]),

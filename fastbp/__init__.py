@@ -8,7 +8,8 @@ if "NUMBA_THREADING_LAYER" not in _os.environ:
     _numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 from .io import load  # noqa: E402
+from .inputs import ScaledInputs  # noqa: E402
 from .model import MLP  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "load", "__version__"]
+__all__ = ["MLP", "ScaledInputs", "load", "__version__"]

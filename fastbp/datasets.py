@@ -2,7 +2,9 @@
 and the book's ``mnist.pkl.gz``.
 
 Every loader returns a :class:`Dataset` whose inputs are ``(n, n_in)`` float
-arrays scaled to [0, 1] and whose labels are ``(n,)`` int64 arrays.
+arrays scaled to [0, 1] and whose labels are ``(n,)`` int64 arrays. Sources that
+store integers (IDX images, digits) can instead keep them as they are, one byte
+per input, as :class:`~fastbp.ScaledInputs` (``compact=True``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from .inputs import ScaledInputs
 
 __all__ = [
     "FASHION_MNIST_DIR",
@@ -337,26 +341,30 @@ def _find_idx_files(directory: str) -> tuple[dict[str, str], list[str]]:
     return found, missing
 
 
-def _idx_images(path: str, dt: np.dtype) -> np.ndarray:
-    """IDX uint8 images ``(n, rows, cols)`` -> C-contiguous ``(n, rows*cols)`` of ``dt`` in [0, 1]."""
+def _idx_images(path: str, dt: np.dtype, compact: bool):
+    """IDX uint8 images ``(n, rows, cols)`` -> C-contiguous ``(n, rows*cols)`` of ``dt`` in [0, 1], or with
+    ``compact`` the pixels themselves as ScaledInputs (scale 1/255)."""
     def allocate(dtype, dims):
         if dtype != np.uint8 or len(dims) < 2:
             raise ValueError(
                 f"IDX images {path} must be uint8 with shape (n, rows, cols); got "
                 f"{tuple(dims)} of {dtype.newbyteorder('=')}."
             )
-        return np.empty((dims[0], int(np.prod(dims[1:], dtype=np.int64))), dtype=dt)
+        return np.empty((dims[0], int(np.prod(dims[1:], dtype=np.int64))), dtype=np.uint8 if compact else dt)
 
     X = _read_idx_into(path, allocate)
+    if compact:
+        return ScaledInputs(X, 1 / 255)
     X /= dt.type(255)
     return X
 
 
-def load_idx_dir(directory, *, dtype="float64", name=None) -> Dataset:
+def load_idx_dir(directory, *, dtype="float64", name=None, compact=False) -> Dataset:
     """Load the four MNIST-layout IDX files (raw or ``.gz``) from a directory.
 
-    Images become ``(n, rows*cols)`` arrays of ``dtype`` divided by 255;
-    labels int64; ``n_classes`` is the largest label + 1.
+    Images become ``(n, rows*cols)`` arrays of ``dtype`` divided by 255 (with
+    ``compact``: the uint8 pixels as ScaledInputs with scale 1/255); labels
+    int64; ``n_classes`` is the largest label + 1.
     """
     directory = os.fspath(directory)
     dt = _float_dtype(dtype)
@@ -368,7 +376,7 @@ def load_idx_dir(directory, *, dtype="float64", name=None) -> Dataset:
         )
     splits = {}
     for split in ("train", "test"):
-        images = _idx_images(found[f"{split}_images"], dt)
+        images = _idx_images(found[f"{split}_images"], dt, compact)
         labels = _labels(read_idx(found[f"{split}_labels"]),
                          f"IDX labels {found[f'{split}_labels']}")
         if len(images) != len(labels):
@@ -394,8 +402,9 @@ def fashion_mnist_available() -> bool:
     return not _find_idx_files(fashion_mnist_dir())[1]
 
 
-def load_fashion_mnist(directory=None, *, dtype="float64") -> Dataset:
-    """Fashion-MNIST: 60000 train and 10000 test images of 784 pixels, 10 classes."""
+def load_fashion_mnist(directory=None, *, dtype="float64", compact=False) -> Dataset:
+    """Fashion-MNIST: 60000 train and 10000 test images of 784 pixels, 10 classes (``compact``: see
+    :func:`load_idx_dir`)."""
     directory = fashion_mnist_dir() if directory is None else os.fspath(directory)
     missing = _find_idx_files(directory)[1]
     if missing:
@@ -404,17 +413,18 @@ def load_fashion_mnist(directory=None, *, dtype="float64") -> Dataset:
             f"in {directory}. Install the Debian package dataset-fashion-mnist, "
             f"or set {FASHION_MNIST_ENV} to a directory holding the IDX files."
         )
-    return load_idx_dir(directory, dtype=dtype, name="fashion-mnist")
+    return load_idx_dir(directory, dtype=dtype, name="fashion-mnist", compact=compact)
 
 
 # --------------------------------------------------------------------------
 # scikit-learn digits
 # --------------------------------------------------------------------------
 
-def load_digits(*, dtype="float64", test_size: int = 297) -> Dataset:
+def load_digits(*, dtype="float64", test_size: int = 297, compact=False) -> Dataset:
     """scikit-learn's bundled 8x8 digits: 1797 images of 64 pixels, 10 classes.
 
-    Pixels are divided by 16; the last ``test_size`` rows are the test set.
+    Pixels (0..16) are divided by 16 (``compact``: kept as uint8 ScaledInputs
+    with scale 1/16); the last ``test_size`` rows are the test set.
     """
     dt = _float_dtype(dtype)
     if isinstance(test_size, bool) or not isinstance(test_size, (int, np.integer)):
@@ -422,14 +432,17 @@ def load_digits(*, dtype="float64", test_size: int = 297) -> Dataset:
     from sklearn.datasets import load_digits as _sk_load_digits
 
     bunch = _sk_load_digits()
-    X = np.ascontiguousarray(bunch.data, dtype=dt) / dt.type(16)
+    if compact:
+        X = ScaledInputs(bunch.data.astype(np.uint8), 1 / 16)
+    else:
+        X = np.ascontiguousarray(bunch.data, dtype=dt) / dt.type(16)
     y = bunch.target.astype(np.int64)
     n = len(X)
     if not 1 <= test_size < n:
         raise ValueError(f"test_size must be in [1, {n - 1}]; got {test_size}.")
     cut = n - test_size
-    return Dataset(name="digits", X_train=X[:cut].copy(), y_train=y[:cut].copy(),
-                   X_test=X[cut:].copy(), y_test=y[cut:].copy(), n_classes=10)
+    return Dataset(name="digits", X_train=X[:cut], y_train=y[:cut].copy(),
+                   X_test=X[cut:], y_test=y[cut:].copy(), n_classes=10)
 
 
 # --------------------------------------------------------------------------
@@ -578,25 +591,27 @@ def load_mnist_pkl(path, *, dtype="float64") -> Dataset:
 # One entry point
 # --------------------------------------------------------------------------
 
-def load_dataset(spec="default", *, dtype="float64") -> Dataset:
+def load_dataset(spec="default", *, dtype="float64", compact=False) -> Dataset:
     """Load a dataset by name or path.
 
     ``spec`` is ``"default"`` (Fashion-MNIST when installed, else digits),
     ``"fashion-mnist"``, ``"digits"``, a directory of IDX files, or a
-    ``.pkl``/``.pkl.gz`` file in the book's format.
+    ``.pkl``/``.pkl.gz`` file in the book's format. ``compact=True`` keeps the
+    inputs of the sources that store integers (all but the pickle, which holds
+    floats) as uint8 ScaledInputs.
     """
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"spec must be a str or path; got {type(spec).__name__}.")
     spec = os.fspath(spec)
     if spec == "default":
-        return load_fashion_mnist(dtype=dtype) if fashion_mnist_available() \
-            else load_digits(dtype=dtype)
+        return load_fashion_mnist(dtype=dtype, compact=compact) if fashion_mnist_available() \
+            else load_digits(dtype=dtype, compact=compact)
     if spec == "fashion-mnist":
-        return load_fashion_mnist(dtype=dtype)
+        return load_fashion_mnist(dtype=dtype, compact=compact)
     if spec == "digits":
-        return load_digits(dtype=dtype)
+        return load_digits(dtype=dtype, compact=compact)
     if os.path.isdir(spec):
-        return load_idx_dir(spec, dtype=dtype)
+        return load_idx_dir(spec, dtype=dtype, compact=compact)
     if spec.endswith((".pkl", ".pkl.gz")):
         if not os.path.isfile(spec):
             raise FileNotFoundError(f"MNIST pickle {spec} must exist; got no such file.")

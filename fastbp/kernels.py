@@ -7,7 +7,9 @@ Conventions
   ``w^l`` is the row-major block ``(n_l, n_{l-1})`` (Nielsen's ``w^l_{jk}``: j output, k input), ``b^l`` is
   ``(n_l,)``. A gradient or optimizer state with the same layout is a vector of the same length.
 * A batch is a set of rows ``rows`` of the data ``X (n, n_0)`` and targets ``Y (n, n_L)``: the data set is read
-  in place, never copied into batches.
+  in place, never copied into batches. The inputs are ``x_scale * X``: X is float (x_scale = 1) or small
+  unsigned integers such as pixels (x_scale = 1/255), scaled inside the kernels so that a data set can stay at
+  one byte per input.
 * ``ws`` is the workspace: three parts (z, a, delta), each ``m_max`` rows of every layer's units; layer ``l``'s
   block of a part is ``(m, n_l)``.
 * Outputs are passed in and filled; kernels neither validate nor allocate (beyond tiny index arrays).
@@ -102,11 +104,12 @@ def prefetch_share(X, rows, part, n_parts):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def weighted_input_units(W, b, A_prev, rows, Z, j_start, j_stop):
+def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
     """Eq. 25's z = w a + b for units j_start <= j < j_stop of a batch:
-    Z[x, j] = sum_k W[j, k] A_prev[rows[x], k] + b[j].
+    Z[x, j] = x_scale sum_k W[j, k] A_prev[rows[x], k] + b[j].
 
     W (n_out, n_in), b (n_out,), A_prev (*, n_in) read at rows (m,), Z (m, n_out) output (those columns).
+    x_scale = 1 (exact, so float inputs are unaffected) except for integer-coded inputs.
     A 4-unit x 2-example register tile: each loaded weight is used twice, each input value four times.
     """
     n_in = W.shape[1]
@@ -160,9 +163,10 @@ def weighted_input_units(W, b, A_prev, rows, Z, j_start, j_stop):
             for k in range(n_in):
                 s0 += w[k] * a[k]
             Z[x, j] = s0
+    xs = W.dtype.type(x_scale)
     for x in range(m):
         for j in range(j_start, j_stop):
-            Z[x, j] += b[j]
+            Z[x, j] = Z[x, j] * xs + b[j]
 
 
 @njit(cache=True)
@@ -175,7 +179,7 @@ def example_block(m, n_in, itemsize):
     return max(4, ((m + n_blocks - 1) // n_blocks + 3) // 4 * 4)
 
 
-def _weighted_input(W, b, A_prev, rows, Z):
+def _weighted_input(W, b, A_prev, x_scale, rows, Z):
     """Eq. 25's z = w a + b for a batch (see ``weighted_input_units``), four units per parallel iteration.
 
     Large batches go in blocks of ``example_block`` examples, so a block's inputs are read from memory once
@@ -187,7 +191,7 @@ def _weighted_input(W, b, A_prev, rows, Z):
     for x0 in range(0, m, xb):
         x1 = min(x0 + xb, m)
         for g in prange((n_out + 3) // 4):
-            weighted_input_units(W, b, A_prev, rows[x0:x1], Z[x0:x1], 4 * g, min(4 * g + 4, n_out))
+            weighted_input_units(W, b, A_prev, x_scale, rows[x0:x1], Z[x0:x1], 4 * g, min(4 * g + 4, n_out))
 
 
 @njit(cache=True)
@@ -202,10 +206,10 @@ def _scale_row(w, beta):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def accumulate_bp34_units(delta, A_prev, rows, scale, beta_w, beta_b, W, b, j_start, j_stop):
+def accumulate_bp34_units(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, j_start, j_stop):
     """BP3 and BP4 summed over the batch, added into rows j_start <= j < j_stop of (W, b):
 
-    W[j, k] = beta_w W[j, k] + scale sum_x delta[x, j] A_prev[rows[x], k]
+    W[j, k] = beta_w W[j, k] + scale x_scale sum_x delta[x, j] A_prev[rows[x], k]
     b[j]    = beta_b b[j]    + scale sum_x delta[x, j]
 
     delta (m, n_out), A_prev (*, n_in) read at rows (m,), W (n_out, n_in), b (n_out,).
@@ -216,6 +220,7 @@ def accumulate_bp34_units(delta, A_prev, rows, scale, beta_w, beta_b, W, b, j_st
     n_in = W.shape[1]
     m = rows.shape[0]
     s = W.dtype.type(scale)
+    sw = W.dtype.type(scale * x_scale)  # == s when x_scale is 1
     for j0 in range(j_start, j_stop, 2):
         j1 = min(j0 + 1, j_stop - 1)  # j1 == j0 for the last row of an odd count: its second lane is masked
         w, v = W[j0], W[j1]
@@ -225,9 +230,9 @@ def accumulate_bp34_units(delta, A_prev, rows, scale, beta_w, beta_b, W, b, j_st
         live = W.dtype.type(1 if j1 != j0 else 0)
         x = 0
         while x + 4 <= m:  # BP4
-            d0, d1, d2, d3 = s * delta[x, j0], s * delta[x + 1, j0], s * delta[x + 2, j0], s * delta[x + 3, j0]
-            e0, e1 = live * s * delta[x, j1], live * s * delta[x + 1, j1]
-            e2, e3 = live * s * delta[x + 2, j1], live * s * delta[x + 3, j1]
+            d0, d1, d2, d3 = sw * delta[x, j0], sw * delta[x + 1, j0], sw * delta[x + 2, j0], sw * delta[x + 3, j0]
+            e0, e1 = live * sw * delta[x, j1], live * sw * delta[x + 1, j1]
+            e2, e3 = live * sw * delta[x + 2, j1], live * sw * delta[x + 3, j1]
             a0, a1, a2, a3 = A_prev[rows[x]], A_prev[rows[x + 1]], A_prev[rows[x + 2]], A_prev[rows[x + 3]]
             for k in range(n_in):
                 p0, p1, p2, p3 = a0[k], a1[k], a2[k], a3[k]
@@ -235,8 +240,8 @@ def accumulate_bp34_units(delta, A_prev, rows, scale, beta_w, beta_b, W, b, j_st
                 v[k] += e0 * p0 + e1 * p1 + e2 * p2 + e3 * p3
             x += 4
         if x + 2 <= m:  # a remaining pair in one pass rather than two
-            d0, d1 = s * delta[x, j0], s * delta[x + 1, j0]
-            e0, e1 = live * s * delta[x, j1], live * s * delta[x + 1, j1]
+            d0, d1 = sw * delta[x, j0], sw * delta[x + 1, j0]
+            e0, e1 = live * sw * delta[x, j1], live * sw * delta[x + 1, j1]
             a0, a1 = A_prev[rows[x]], A_prev[rows[x + 1]]
             for k in range(n_in):
                 p0, p1 = a0[k], a1[k]
@@ -244,7 +249,7 @@ def accumulate_bp34_units(delta, A_prev, rows, scale, beta_w, beta_b, W, b, j_st
                 v[k] += e0 * p0 + e1 * p1
             x += 2
         while x < m:
-            d0, e0 = s * delta[x, j0], live * s * delta[x, j1]
+            d0, e0 = sw * delta[x, j0], live * sw * delta[x, j1]
             a0 = A_prev[rows[x]]
             for k in range(n_in):
                 w[k] += d0 * a0[k]
@@ -257,7 +262,7 @@ def accumulate_bp34_units(delta, A_prev, rows, scale, beta_w, beta_b, W, b, j_st
             b[j] = s * total if beta_b == 0 else W.dtype.type(beta_b) * b[j] + s * total
 
 
-def _accumulate_bp34(delta, A_prev, rows, scale, beta_w, beta_b, W, b):
+def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b):
     """BP3 and BP4 for a batch (see ``accumulate_bp34_units``), four weight rows per parallel iteration and,
     for large batches, blocks of examples that stay in cache (beta_w and beta_b apply with the first block)."""
     n_out, n_in = W.shape
@@ -267,15 +272,16 @@ def _accumulate_bp34(delta, A_prev, rows, scale, beta_w, beta_b, W, b):
         x1 = min(x0 + xb, m)
         bw, bb = (beta_w, beta_b) if x0 == 0 else (1.0, 1.0)
         for g in prange((n_out + 3) // 4):
-            accumulate_bp34_units(delta[x0:x1], A_prev, rows[x0:x1], scale, bw, bb, W, b, 4 * g,
+            accumulate_bp34_units(delta[x0:x1], A_prev, x_scale, rows[x0:x1], scale, bw, bb, W, b, 4 * g,
                                   min(4 * g + 4, n_out))
 
 
-def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, act_code, rows_ahead):
+def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, A, act_code,
+                               rows_ahead):
     """Layer 1's SGD update for this batch fused with its feedforward for the next one:
 
-    W[J] = beta_w W[J] + scale sum_x delta[x, J] X[rows[x]]^T, b[J] += scale sum_x delta[x, J]   (BP3, BP4)
-    Z[:, J] = W[J] X[rows_next]^T + b[J], A[:, J] = sigma(Z[:, J])                               (eq. 25)
+    W[J] = beta_w W[J] + scale sum_x delta[x, J] (x_scale X[rows[x]])^T, b[J] += scale sum_x delta[x, J]
+    Z[:, J] = W[J] (x_scale X[rows_next])^T + b[J], A[:, J] = sigma(Z[:, J])          (BP3, BP4; eq. 25)
 
     W (n_1, n_0), b (n_1,), X (n, n_0), rows (m,), delta (m, n_1), rows_next (m',), Z, A (m', n_1) outputs;
     both batches fit one block of examples (``example_block``). A group of four units J is read and written
@@ -287,8 +293,8 @@ def _update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z
     for g in prange(n_groups):
         j0, j1 = 4 * g, min(4 * g + 4, n_out)
         prefetch_share(X, rows_ahead, g, n_groups)
-        accumulate_bp34_units(delta, X, rows, scale, beta_w, 1.0, W, b, j0, j1)
-        weighted_input_units(W, b, X, rows_next, Z, j0, j1)
+        accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1)
+        weighted_input_units(W, b, X, x_scale, rows_next, Z, j0, j1)
         activate_units(act_code, Z, A, j0, j1)
 
 
@@ -522,12 +528,32 @@ def cost_sum(cost_code, A, Y, rows):
 
 
 # ------------------------------------------------------------------------------------ network passes
+# Layer 1 reads the data X (float or integer-coded), the layers above read float activations: each layer goes
+# through these two helpers, compiled for either kind of input, rather than through one variable of two types.
 @njit(cache=True)
-def feedforward(theta, layout, X, rows, ws, n_par_min, first_layer=1, last_layer=-1):
+def layer_forward(W, b, A_prev, x_scale, rows, Z, n_par_min):
+    """Z = x_scale A_prev[rows] W^T + b (eq. 25), in parallel when the layer's work reaches n_par_min."""
+    if rows.shape[0] * W.size >= n_par_min:
+        weighted_input_par(W, b, A_prev, x_scale, rows, Z)
+    else:
+        weighted_input(W, b, A_prev, x_scale, rows, Z)
+
+
+@njit(cache=True)
+def layer_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, n_par_min):
+    """BP3/BP4 of one layer into (W, b) (see ``accumulate_bp34_units``), in parallel when its work is large."""
+    if rows.shape[0] * W.size >= n_par_min:
+        accumulate_bp34_par(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b)
+    else:
+        accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b)
+
+
+@njit(cache=True)
+def feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, first_layer=1, last_layer=-1):
     """Eq. 25 through layers first_layer .. last_layer (-1: L) for the batch X[rows]; fills the z and a blocks
     of ``ws`` (from first_layer = 2 on, layer 1's a block must already hold the batch's activations).
 
-    X (n, n_0), rows (m,) int64. Layers whose m*n_in*n_out reaches n_par_min run in parallel.
+    X (n, n_0) inputs x_scale * X, rows (m,) int64. Layers whose m*n_in*n_out reaches n_par_min run in parallel.
     """
     m = rows.shape[0]
     ident = np.arange(m)
@@ -536,13 +562,9 @@ def feedforward(theta, layout, X, rows, ws, n_par_min, first_layer=1, last_layer
         W, b = weight(theta, layout, l), bias(theta, layout, l)
         Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
         if l == 1:
-            A_prev, r = X, rows
+            layer_forward(W, b, X, x_scale, rows, Z, n_par_min)
         else:
-            A_prev, r = block(ws, layout, l - 1, A_PART, m), ident
-        if m * W.size >= n_par_min:
-            weighted_input_par(W, b, A_prev, r, Z)
-        else:
-            weighted_input(W, b, A_prev, r, Z)
+            layer_forward(W, b, block(ws, layout, l - 1, A_PART, m), 1.0, ident, Z, n_par_min)
         activate_block(layout[l, ACT], Z, A, n_par_min)
 
 
@@ -565,7 +587,7 @@ def backward(theta, layout, cost_code, Y, rows, ws, n_par_min):
 
 
 @njit(cache=True)
-def add_gradient(out, layout, X, rows, ws, scale, beta_w, beta_b, n_par_min, first_layer=1):
+def add_gradient(out, layout, X, x_scale, rows, ws, scale, beta_w, beta_b, n_par_min, first_layer=1):
     """BP3/BP4 for layers first_layer .. L into ``out`` (theta's layout): out_w = beta_w out_w + scale sum_x
     delta a^T, out_b = beta_b out_b + scale sum_x delta. Reads the a and delta blocks left by feedforward and
     backward."""
@@ -575,13 +597,10 @@ def add_gradient(out, layout, X, rows, ws, scale, beta_w, beta_b, n_par_min, fir
         W, b = weight(out, layout, l), bias(out, layout, l)
         delta = block(ws, layout, l, DELTA_PART, m)
         if l == 1:
-            A_prev, r = X, rows
+            layer_bp34(delta, X, x_scale, rows, scale, beta_w, beta_b, W, b, n_par_min)
         else:
-            A_prev, r = block(ws, layout, l - 1, A_PART, m), ident
-        if m * W.size >= n_par_min:
-            accumulate_bp34_par(delta, A_prev, r, scale, beta_w, beta_b, W, b)
-        else:
-            accumulate_bp34(delta, A_prev, r, scale, beta_w, beta_b, W, b)
+            layer_bp34(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident, scale, beta_w, beta_b, W, b,
+                       n_par_min)
 
 
 update_and_forward_layer1, update_and_forward_layer1_par = serial_and_parallel(_update_and_forward_layer1)
@@ -629,7 +648,7 @@ def optimizer_step(opt, theta, grad, state, hyper, layout):
 
 # -------------------------------------------------------------------------------------- entry points
 @njit(cache=True)
-def batch_gradient(theta, layout, cost_code, X, Y, rows, scale, grad, ws, n_par_min):
+def batch_gradient(theta, layout, cost_code, X, x_scale, Y, rows, scale, grad, ws, n_par_min):
     """grad += scale * sum over X[rows] of the per-example gradient; rows is processed in chunks that fit ws.
 
     With scale = 1/len(rows) and grad zeroed this is the mean gradient; across MPI ranks use scale = 1/m_global
@@ -638,13 +657,14 @@ def batch_gradient(theta, layout, cost_code, X, Y, rows, scale, grad, ws, n_par_
     m_max = batch_capacity(ws, layout)
     for start in range(0, rows.shape[0], m_max):
         chunk = rows[start:start + m_max]
-        feedforward(theta, layout, X, chunk, ws, n_par_min)
+        feedforward(theta, layout, X, x_scale, chunk, ws, n_par_min)
         backward(theta, layout, cost_code, Y, chunk, ws, n_par_min)
-        add_gradient(grad, layout, X, chunk, ws, scale, 1.0, 1.0, n_par_min)
+        add_gradient(grad, layout, X, x_scale, chunk, ws, scale, 1.0, 1.0, n_par_min)
 
 
 @njit(cache=True)
-def update_layer1_and_forward(theta, layout, X, rows, ws, scale, beta_w, rows_next, rows_ahead, n_par_min):
+def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w, rows_next, rows_ahead,
+                              n_par_min):
     """Layer 1's SGD step for the batch X[rows] (its deltas in ``ws``), then its feedforward for X[rows_next]
     into the z and a blocks of ``ws``; rows_next may be empty. Fused into one pass when both batches fit one
     block of examples, else the two steps one after the other."""
@@ -656,24 +676,24 @@ def update_layer1_and_forward(theta, layout, X, rows, ws, scale, beta_w, rows_ne
     n_in, size = W.shape[1], W.itemsize
     if example_block(m, n_in, size) >= m and example_block(m_next, n_in, size) >= m_next:
         if parallel:
-            update_and_forward_layer1_par(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT],
-                                          rows_ahead)
+            update_and_forward_layer1_par(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, A,
+                                          layout[1, ACT], rows_ahead)
         else:
-            update_and_forward_layer1(W, b, X, rows, delta, scale, beta_w, rows_next, Z, A, layout[1, ACT],
-                                      rows_ahead)
+            update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, A,
+                                      layout[1, ACT], rows_ahead)
         return
     if parallel:
-        accumulate_bp34_par(delta, X, rows, scale, beta_w, 1.0, W, b)
-        weighted_input_par(W, b, X, rows_next, Z)
+        accumulate_bp34_par(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b)
+        weighted_input_par(W, b, X, x_scale, rows_next, Z)
     else:
-        accumulate_bp34(delta, X, rows, scale, beta_w, 1.0, W, b)
-        weighted_input(W, b, X, rows_next, Z)
+        accumulate_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b)
+        weighted_input(W, b, X, x_scale, rows_next, Z)
     activate_block(layout[1, ACT], Z, A, n_par_min)
 
 
 @njit(cache=True)
-def train_epoch(theta, layout, cost_code, X, Y, order, batch_size, first_batch, stop_batch, opt, hyper, grad,
-                state, ws, n_par_min):
+def train_epoch(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch, opt, hyper,
+                grad, state, ws, n_par_min):
     """Mini-batches first_batch .. stop_batch-1 of one epoch, taken from X[order] in consecutive chunks of
     batch_size (the last one may be smaller), each followed by its parameter update.
 
@@ -685,49 +705,50 @@ def train_epoch(theta, layout, cost_code, X, Y, order, batch_size, first_batch, 
     n = order.shape[0]
     fused = opt == SGD and layout.shape[0] > 2
     if fused and first_batch < stop_batch:
-        feedforward(theta, layout, X, order[first_batch * batch_size:(first_batch + 1) * batch_size], ws,
+        feedforward(theta, layout, X, x_scale, order[first_batch * batch_size:(first_batch + 1) * batch_size], ws,
                     n_par_min, 1, 1)
     for batch in range(first_batch, stop_batch):
         rows = order[batch * batch_size:min((batch + 1) * batch_size, n)]
         m = rows.shape[0]
-        feedforward(theta, layout, X, rows, ws, n_par_min, 2 if fused else 1)
+        feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, 2 if fused else 1)
         backward(theta, layout, cost_code, Y, rows, ws, n_par_min)
         if fused:
             scale, beta_w = -hyper[ETA] / m, 1.0 - hyper[ETA] * hyper[L2]
-            add_gradient(theta, layout, X, rows, ws, scale, beta_w, 1.0, n_par_min, 2)
+            add_gradient(theta, layout, X, x_scale, rows, ws, scale, beta_w, 1.0, n_par_min, 2)
             next_start = (batch + 1) * batch_size if batch + 1 < stop_batch else n
             rows_next = order[next_start:min(next_start + batch_size, n)]
             ahead_start = (batch + 2) * batch_size if batch + 2 < stop_batch else n
             rows_ahead = order[ahead_start:min(ahead_start + batch_size, n)]
-            update_layer1_and_forward(theta, layout, X, rows, ws, scale, beta_w, rows_next, rows_ahead, n_par_min)
+            update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w, rows_next, rows_ahead,
+                                      n_par_min)
         elif opt == SGD:
-            add_gradient(theta, layout, X, rows, ws, -hyper[ETA] / m, 1.0 - hyper[ETA] * hyper[L2], 1.0,
+            add_gradient(theta, layout, X, x_scale, rows, ws, -hyper[ETA] / m, 1.0 - hyper[ETA] * hyper[L2], 1.0,
                          n_par_min)
         else:
-            add_gradient(grad, layout, X, rows, ws, 1.0 / m, 0.0, 0.0, n_par_min)
+            add_gradient(grad, layout, X, x_scale, rows, ws, 1.0 / m, 0.0, 0.0, n_par_min)
             optimizer_step(opt, theta, grad, state, hyper, layout)
 
 
 @njit(cache=True)
-def predict_into(theta, layout, X, rows, ws, out, n_par_min):
+def predict_into(theta, layout, X, x_scale, rows, ws, out, n_par_min):
     """out[i] = a^L of X[rows[i]]; out (len(rows), n_L)."""
     m_max = batch_capacity(ws, layout)
     L = layout.shape[0] - 1
     for start in range(0, rows.shape[0], m_max):
         chunk = rows[start:start + m_max]
-        feedforward(theta, layout, X, chunk, ws, n_par_min)
+        feedforward(theta, layout, X, x_scale, chunk, ws, n_par_min)
         out[start:start + chunk.shape[0]] = block(ws, layout, L, A_PART, chunk.shape[0])
 
 
 @njit(cache=True)
-def total_cost(theta, layout, cost_code, X, Y, rows, ws, n_par_min):
+def total_cost(theta, layout, cost_code, X, x_scale, Y, rows, ws, n_par_min):
     """Sum over X[rows] of the per-example cost (float64)."""
     m_max = batch_capacity(ws, layout)
     L = layout.shape[0] - 1
     total = 0.0
     for start in range(0, rows.shape[0], m_max):
         chunk = rows[start:start + m_max]
-        feedforward(theta, layout, X, chunk, ws, n_par_min)
+        feedforward(theta, layout, X, x_scale, chunk, ws, n_par_min)
         total += cost_sum(cost_code, block(ws, layout, L, A_PART, chunk.shape[0]), Y, chunk)
     return total
 

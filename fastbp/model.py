@@ -7,9 +7,10 @@ import warnings
 import numpy as np
 
 from . import activations, costs, kernels
+from .inputs import ScaledInputs, kernel_inputs
 from .threads import check_threads, using_threads
-from .validation import (check_choice, check_dtype, check_float, check_int, check_matrix, check_sizes,
-                         check_targets)
+from .validation import (check_choice, check_dtype, check_float, check_int, check_matrix, check_scaled_inputs,
+                         check_sizes, check_targets)
 
 # Layers with at least this many multiply-adds per batch (m * n_in * n_out) run their parallel kernel; below
 # it, starting a parallel region (a few microseconds) costs more than the second core gives back. Measured on
@@ -187,6 +188,9 @@ class MLP:
 
     # ------------------------------------------------------------------ boundary conversions
     def _inputs(self, X, name="X"):
+        """X as the kernels read it: a C-contiguous array of the model's dtype, or ScaledInputs as they are."""
+        if isinstance(X, ScaledInputs):
+            return check_scaled_inputs(X, name, n_cols=self.sizes[0])
         return check_matrix(X, name, n_cols=self.sizes[0], dtype=self.dtype)
 
     def _targets(self, y, n_rows, name="y"):
@@ -200,7 +204,7 @@ class MLP:
     def _forward(self, X):
         out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         with using_threads(self.n_threads):
-            self._kernel("predict_into", self._theta, self._layout, X, np.arange(X.shape[0]),
+            self._kernel("predict_into", self._theta, self._layout, *kernel_inputs(X), np.arange(X.shape[0]),
                          self._workspace(EVAL_CHUNK), out, self._par_min())
         return out
 
@@ -223,7 +227,7 @@ class MLP:
 
     def _cost(self, X, Y):
         with using_threads(self.n_threads):
-            total = self._kernel("total_cost", self._theta, self._layout, self._cost_code, X, Y,
+            total = self._kernel("total_cost", self._theta, self._layout, self._cost_code, *kernel_inputs(X), Y,
                                  np.arange(X.shape[0]), self._workspace(EVAL_CHUNK), self._par_min())
         return total / X.shape[0]
 
@@ -239,8 +243,8 @@ class MLP:
         rows = np.arange(X.shape[0]) if rows is None else rows
         grad = np.zeros_like(self._theta)
         with using_threads(self.n_threads):
-            self._kernel("batch_gradient", self._theta, self._layout, self._cost_code, X, Y, rows,
-                         1.0 / rows.shape[0] if scale is None else scale, grad, self._workspace(EVAL_CHUNK),
+            self._kernel("batch_gradient", self._theta, self._layout, self._cost_code, *kernel_inputs(X), Y,
+                         rows, 1.0 / rows.shape[0] if scale is None else scale, grad, self._workspace(EVAL_CHUNK),
                          self._par_min())
         return grad
 
@@ -256,11 +260,11 @@ class MLP:
             monitor_gradients=False, progress=None, callback=None):
         """Train by mini-batch gradient descent; returns the history (a dict of per-epoch lists).
 
-        X (n, n_in); y labels (n,) or targets (n, n_out). Each epoch takes mini-batches of ``batch_size``
-        consecutive rows of a shuffled order (of the given order when ``shuffle=False``); the last batch may be
-        smaller. ``optimizer="sgd"`` is the book's rule w -> (1 - eta lmbda/n) w - eta/m sum_x delta a^T;
-        ``momentum > 0`` (or "momentum") adds momentum, ``nesterov=True`` Nesterov's; "adam" is Adam; all with the same L2
-        term.
+        X (n, n_in) floats or :class:`ScaledInputs` (integer-coded, e.g. pixels); y labels (n,) or targets
+        (n, n_out). Each epoch takes mini-batches of ``batch_size`` consecutive rows of a shuffled order (of the
+        given order when ``shuffle=False``); the last batch may be smaller. ``optimizer="sgd"`` is the book's rule
+        w -> (1 - eta lmbda/n) w - eta/m sum_x delta a^T; ``momentum > 0`` (or "momentum") adds momentum,
+        ``nesterov=True`` Nesterov's; "adam" is Adam; all with the same L2 term.
         ``early_stopping=k`` stops after k epochs without a better validation accuracy and restores the best
         parameters; ``halve_eta_after=k`` halves eta after k such epochs and stops when eta falls below
         ``min_eta_fraction`` of its start (the book's chapter 3 schedule). ``monitor_gradients`` records the
@@ -343,8 +347,9 @@ class Trainer:
         n_batches = -(-order.shape[0] // self.batch_size)
         bounds = np.linspace(0, n_batches, min(n_calls, n_batches) + 1).astype(np.int64)
         for first, stop in zip(bounds[:-1], bounds[1:]):
-            m._kernel("train_epoch", m._theta, m._layout, m._cost_code, self.X, self.Y, order, self.batch_size,
-                      first, stop, self.opt, self.hyper, self.grad, self.state, self.ws, m._par_min())
+            m._kernel("train_epoch", m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y, order,
+                      self.batch_size, first, stop, self.opt, self.hyper, self.grad, self.state, self.ws,
+                      m._par_min())
             if on_progress is not None:
                 on_progress(min(stop * self.batch_size, order.shape[0]) - min(first * self.batch_size,
                                                                               order.shape[0]))

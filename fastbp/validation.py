@@ -78,6 +78,15 @@ def check_matrix(X, name, *, n_cols, dtype):
     return arr
 
 
+def check_scaled_inputs(X, name, *, n_cols):
+    """A ScaledInputs (valid by construction) with n_cols columns and at least one row."""
+    if X.shape[1] != n_cols:
+        raise ValueError(f"{name} must have {n_cols} columns to match the network; got shape {X.shape}.")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row; got shape {X.shape}.")
+    return X
+
+
 def check_targets(y, name, *, n_rows, n_out, dtype):
     """Targets as an (n_rows, n_out) C-contiguous array of dtype.
 

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from fastbp import datasets
+from fastbp import ScaledInputs, datasets
 from fastbp.datasets import (
     Dataset,
     fashion_mnist_available,
@@ -226,6 +226,19 @@ def test_load_idx_dir(tiny_idx_dir, dtype):
     assert ds.X_train.min() >= 0.0 and ds.X_train.max() <= 1.0
 
 
+def test_load_idx_dir_compact_keeps_the_pixels(tiny_idx_dir):
+    directory, data = tiny_idx_dir
+    compact, floats = load_idx_dir(directory, compact=True), load_idx_dir(directory)
+    for split in ("train", "test"):
+        X = getattr(compact, f"X_{split}")
+        assert isinstance(X, ScaledInputs) and X.scale == 1 / 255
+        images = data[f"{split}_images"]
+        np.testing.assert_array_equal(X.values, images.reshape(len(images), -1))
+        np.testing.assert_allclose(np.asarray(X), getattr(floats, f"X_{split}"), rtol=1e-15, atol=0)
+        np.testing.assert_array_equal(getattr(compact, f"y_{split}"), getattr(floats, f"y_{split}"))
+    assert "uint8" in compact.describe()
+
+
 def test_load_idx_dir_name_and_repr(tiny_idx_dir):
     ds = load_idx_dir(tiny_idx_dir[0], name="tiny")
     assert ds.name == "tiny"
@@ -349,6 +362,21 @@ def test_load_digits_shapes_and_split():
     np.testing.assert_allclose(ds.X_train, sk.data[:1500] / 16.0)
     assert ds.y_test.tolist() == sk.target[-297:].tolist()
     assert ds.X_train.min() == 0.0 and ds.X_train.max() == 1.0
+
+
+def test_load_digits_compact():
+    compact, floats = load_digits(compact=True), load_digits()
+    assert isinstance(compact.X_train, ScaledInputs) and compact.X_train.scale == 1 / 16
+    assert compact.X_train.values.max() == 16 and compact.X_train.dtype == np.uint8
+    np.testing.assert_array_equal(np.asarray(compact.X_test), floats.X_test)
+    assert len(compact.X_train) == len(floats.X_train)
+
+
+def test_load_dataset_compact_leaves_float_sources_as_floats(tmp_path, tiny_splits):
+    path = tmp_path / "mnist.pkl.gz"
+    write_pkl(path, tiny_splits)
+    assert isinstance(load_dataset(str(path), compact=True).X_train, np.ndarray)
+    assert isinstance(load_dataset("digits", compact=True).X_train, ScaledInputs)
 
 
 def test_load_digits_deterministic_and_options():
