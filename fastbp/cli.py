@@ -6,10 +6,13 @@ when it is installed, else on scikit-learn's digits. Exit codes: 0 success, 1 an
 2 bad arguments.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -97,6 +100,10 @@ def build_parser():
     train.add_argument("--seed", type=_number(int, 0), metavar="N", help="seed for the weights and shuffling")
     train.add_argument("--threads", type=_number(int, 1), metavar="N", help="kernel threads (default: all cores)")
     train.add_argument("--save", metavar="PATH", help="write the trained model (.npz or .json)")
+    train.add_argument("--checkpoint", metavar="PATH", help="write the training state to PATH after every epoch; "
+                       "on SIGTERM (a preempted job) stop after the current epoch with exit code 143")
+    train.add_argument("--resume", action="store_true", help="continue from --checkpoint when the file exists "
+                       "(bit for bit the uninterrupted run); --epochs counts from the start")
     train.add_argument("--plot", metavar="PATH", help="plot accuracy, cost and per-layer gradient norms "
                        "per epoch (needs matplotlib)")
     train.add_argument("--json", action="store_true", help="print JSON lines: start, one per epoch, end")
@@ -132,6 +139,8 @@ def main(argv=None):
         args = parser.parse_args(argv)
         if getattr(args, "momentum", None) is not None and args.optimizer != "momentum":
             args.parser.error("--momentum needs --optimizer momentum")
+        if getattr(args, "resume", False) and not args.checkpoint:
+            args.parser.error("--resume needs --checkpoint PATH")
     except SystemExit as exc:  # argparse: --help/--version (0) or bad arguments (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
@@ -187,6 +196,12 @@ def run_train(args):
          "momentum": momentum, "init": args.init, "epochs": args.epochs, "seed": args.seed,
          "n_threads": model.n_threads})
 
+    resumed_from = len(_checkpoint_history(args)) if args.resume else 0
+    if resumed_from:
+        out.emit(f"resuming from {args.checkpoint} after epoch {resumed_from}",
+                 {"event": "resume", "checkpoint": args.checkpoint, "after_epoch": resumed_from})
+    stop = _StopOnSignal(signal.SIGTERM) if args.checkpoint else contextlib.nullcontext(None)
+
     def report(epoch, history):
         accuracy, seconds = history["val_accuracy"][-1], history["seconds"][-1]
         correct, rate = round(accuracy * n_test), n_train / max(seconds, 1e-12)
@@ -197,14 +212,25 @@ def run_train(args):
             record["grad_norms"] = history["grad_norms"][-1]
         out.emit(f"epoch {epoch}/{args.epochs}: test accuracy {correct}/{n_test} ({100 * accuracy:.2f}%), "
                   f"test cost {record['test_cost']:.5g}, {seconds:.2f} s, {rate:,.0f} examples/s", record)
+        return bool(stopper and stopper.received)
 
     start = time.perf_counter()
-    history = model.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size, eta=args.eta,
-                        validation_data=(data.X_test, data.y_test), lmbda=args.lmbda, optimizer=args.optimizer,
-                        momentum=momentum, nesterov=args.nesterov, early_stopping=args.early_stopping,
-                        halve_eta_after=args.halve_eta_after, monitor_gradients=bool(args.plot),
-                        progress=not (args.quiet or args.json) and sys.stderr.isatty(), callback=report)
+    with stop as stopper:
+        history = model.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
+                            eta=args.eta, validation_data=(data.X_test, data.y_test), lmbda=args.lmbda,
+                            optimizer=args.optimizer, momentum=momentum, nesterov=args.nesterov,
+                            early_stopping=args.early_stopping, halve_eta_after=args.halve_eta_after,
+                            monitor_gradients=bool(args.plot),
+                            progress=not (args.quiet or args.json) and sys.stderr.isatty(), callback=report,
+                            checkpoint=args.checkpoint, resume=args.resume)
     seconds = time.perf_counter() - start
+    if stopper and stopper.received and len(history["epoch"]) < args.epochs:
+        epochs_run = len(history["epoch"])
+        out.emit(f"stopped by SIGTERM after epoch {epochs_run}; the checkpoint {args.checkpoint} holds it: run "
+                 "the same command with --resume to continue",
+                 {"event": "stopped", "signal": "SIGTERM", "epochs_run": epochs_run,
+                  "checkpoint": args.checkpoint}, final=True)
+        return 128 + signal.SIGTERM
     if args.save:
         io.save(model, args.save)
     if args.plot:
@@ -217,6 +243,33 @@ def run_train(args):
             {"event": "end", "epochs_run": epochs_run, "test_accuracy": accuracy, "test_correct": correct,
              "test_size": n_test, "seconds": seconds, "saved": args.save, "plot": args.plot}, final=True)
     return 0
+
+
+class _StopOnSignal:
+    """While active, a signal (SIGTERM: the scheduler preempts the job) only sets ``received``: training ends
+    after the current epoch, whose checkpoint is then on disk, instead of dying in the middle of one."""
+
+    def __init__(self, signum):
+        self.signum, self.received, self._previous = signum, False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set from there
+            self._previous = signal.signal(self.signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(self.signum, self._previous)
+        return False
+
+
+def _checkpoint_history(args):
+    """The epochs already in the checkpoint to resume from (empty when there is none yet)."""
+    from .checkpoint import peek
+    return peek(args.checkpoint)["history"].get("epoch", []) if os.path.exists(args.checkpoint) else []
 
 
 class _Output:

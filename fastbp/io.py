@@ -13,13 +13,13 @@ exact float64 numbers.
 """
 import json
 import os
-import secrets
 import zipfile
 import zlib
 
 import numpy as np
 
 from . import activations, costs
+from .atomic import atomic_write
 from .model import MLP
 
 __all__ = ["save", "load", "format_of"]
@@ -68,56 +68,13 @@ def save(model, path):
                 "cost": COST_CLASSES[model.cost_name]}
         data.update((key, meta[key]) for key in ("activations", "fastbp_cost", "dtype", "format_version"))
         payload = json.dumps(data, allow_nan=False).encode("utf-8")
-        _atomic_write(path, lambda fh: fh.write(payload))
+        atomic_write(path, lambda fh: fh.write(payload))
     else:
         arrays = {"metadata": np.array(json.dumps(meta))}
         for i, (w, b) in enumerate(zip(model.weights, model.biases)):
             arrays[f"weights_{i}"] = w
             arrays[f"biases_{i}"] = b
-        _atomic_write(path, lambda fh: np.savez(fh, **arrays))
-
-
-def _atomic_write(path, write):
-    """Call ``write(binary file)`` on a fresh file beside ``path``, sync it, then move it onto ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"model file {path} must be in an existing directory; got no directory "
-                                f"{directory}.")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # 0o666 minus the umask, like any new file
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory):
-    # Makes the rename itself durable; not possible on every platform, and then only durability is lost.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 # ---------------------------------------------------------------------------------------------- loading

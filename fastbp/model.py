@@ -1,5 +1,6 @@
 """The array API: :class:`MLP` validates once at the boundary, allocates once, and calls the kernels."""
 import math
+import os
 import sys
 import time
 import warnings
@@ -7,6 +8,9 @@ import warnings
 import numpy as np
 
 from . import activations, costs, kernels
+from .checkpoint import RunState, check_checkpoint_path, data_fingerprint
+from .checkpoint import read as read_checkpoint
+from .checkpoint import write as write_checkpoint
 from .inputs import ScaledInputs, kernel_inputs
 from .threads import check_threads, using_threads
 from .validation import (check_choice, check_dtype, check_float, check_int, check_matrix, check_scaled_inputs,
@@ -257,7 +261,7 @@ class MLP:
     def fit(self, X, y, *, epochs, batch_size, eta, validation_data=None, shuffle=True, lmbda=0.0,
             optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, epsilon=1e-8,
             early_stopping=None, halve_eta_after=None, min_eta_fraction=1 / 128, monitor_training=False,
-            monitor_gradients=False, progress=None, callback=None):
+            monitor_gradients=False, progress=None, callback=None, checkpoint=None, resume=False):
         """Train by mini-batch gradient descent; returns the history (a dict of per-epoch lists).
 
         X (n, n_in) floats or :class:`ScaledInputs` (integer-coded, e.g. pixels); y labels (n,) or targets
@@ -271,6 +275,14 @@ class MLP:
         norm of each layer's weight gradient (the speed of learning of that layer) on up to 1,000 training rows.
         ``callback(epoch, history)`` runs after each epoch and stops training by returning True; ``progress``
         shows a bar within each epoch (default: when stderr is a terminal).
+
+        ``checkpoint=path`` writes, atomically after every epoch, all that training needs to go on: parameters,
+        optimizer state, the random generator (next shuffle), early-stopping state and the history so far
+        (``fastbp.checkpoint``; an .npz archive without pickle). With ``resume=True`` a fit whose checkpoint
+        exists continues from it -- ``epochs`` counts from the first epoch, and the result is bit for bit the
+        one of an uninterrupted run -- and a checkpoint from another network, other settings or other data is
+        refused (ValueError) with the model left as it was. Without the file, training starts afresh, so one
+        command serves the first run and every restart of a preempted job.
         """
         trainer = Trainer(self, X, y, validation_data=validation_data, batch_size=batch_size, eta=eta,
                            lmbda=lmbda, optimizer=optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
@@ -282,10 +294,17 @@ class MLP:
                 if validation_data is None:
                     raise ValueError(f"{name} needs validation_data; got validation_data=None.")
         min_eta_fraction = check_float(min_eta_fraction, "min_eta_fraction", low=0.0, high=1.0)
+        if checkpoint is not None:
+            check_checkpoint_path(checkpoint)
+        if not isinstance(resume, bool):
+            raise TypeError(f"resume must be True or False; got {type(resume).__name__}.")
+        if resume and checkpoint is None:
+            raise ValueError("resume=True needs checkpoint (the file to resume from); got checkpoint=None.")
         show = sys.stderr.isatty() if progress is None else bool(progress)
         return trainer.run(epochs, shuffle=shuffle, early_stopping=early_stopping, halve_eta_after=halve_eta_after,
                            min_eta_fraction=min_eta_fraction, monitor_training=monitor_training,
-                           monitor_gradients=monitor_gradients, progress=show, callback=callback)
+                           monitor_gradients=monitor_gradients, progress=show, callback=callback,
+                           checkpoint=None if checkpoint is None else os.fspath(checkpoint), resume=resume)
 
     def save(self, path):
         """Write the model to ``path``: ``.npz`` or ``.json`` (network2's fields plus fastbp's), atomically."""
@@ -355,14 +374,23 @@ class Trainer:
                                                                               order.shape[0]))
 
     def run(self, epochs, *, shuffle, early_stopping, halve_eta_after, min_eta_fraction, monitor_training,
-            monitor_gradients, progress, callback):
+            monitor_gradients, progress, callback, checkpoint=None, resume=False):
+        """Train up to epoch ``epochs``; with ``checkpoint`` (a path), write the whole state there after every
+        epoch, and with ``resume`` first continue from it when it exists (see ``MLP.fit``)."""
         model = self.model
-        history = {"epoch": [], "seconds": [], "eta": []}
-        best = (-1.0, model._theta.copy())
-        stale = 0
+        run = RunState(model._theta, {"epoch": [], "seconds": [], "eta": []})
+        settings = None
+        if checkpoint is not None:
+            settings = self._checkpoint_settings(shuffle, early_stopping, halve_eta_after, min_eta_fraction,
+                                                 monitor_training, monitor_gradients)
+            if resume and os.path.exists(checkpoint):
+                run, apply = read_checkpoint(checkpoint, self, settings)
+                apply()
         order = np.arange(self.n)
         with using_threads(model.n_threads, limit_blas=True):
-            for epoch in range(1, epochs + 1):
+            for epoch in range(run.done + 1, epochs + 1):
+                if run.finished:
+                    break
                 if shuffle:
                     order = model.rng.permutation(self.n)
                 before = model._theta.copy()
@@ -372,26 +400,48 @@ class Trainer:
                     warnings.warn(f"Training diverged in epoch {epoch} (non-finite parameters); restored the "
                                   "parameters of the epoch before and stopped. Try a smaller eta.",
                                   RuntimeWarning, stacklevel=3)
+                    run.finished = True
+                else:
+                    self._record(run.history, epoch, seconds, monitor_training, monitor_gradients)
+                    run.done = epoch
+                    run.finished = self._schedule(run, early_stopping, halve_eta_after, min_eta_fraction)
+                if checkpoint is not None:
+                    write_checkpoint(checkpoint, self, run, settings)
+                if run.finished or (callback is not None and callback(epoch, run.history)):
                     break
-                self._record(history, epoch, seconds, monitor_training, monitor_gradients)
-                if callback is not None and callback(epoch, history):
-                    break
-                if self.validation is None:
-                    continue
-                accuracy = history["val_accuracy"][-1]
-                if accuracy > best[0]:
-                    best, stale = (accuracy, model._theta.copy()), 0
-                    continue
-                stale += 1
-                if early_stopping is not None and stale >= early_stopping:
-                    model._theta[...] = best[1]
-                    break
-                if halve_eta_after is not None and stale >= halve_eta_after:
-                    self.hyper[kernels.ETA] /= 2
-                    stale = 0
-                    if self.hyper[kernels.ETA] < min_eta_fraction * self.eta0:
-                        break
-        return history
+        return run.history
+
+    def _schedule(self, run, early_stopping, halve_eta_after, min_eta_fraction):
+        """Early stopping and the eta schedule after an epoch; True when training should stop."""
+        if self.validation is None:
+            return False
+        accuracy = run.history["val_accuracy"][-1]
+        if accuracy > run.best_accuracy:
+            run.best_accuracy, run.stale = accuracy, 0
+            run.best_params[...] = self.model._theta
+            return False
+        run.stale += 1
+        if early_stopping is not None and run.stale >= early_stopping:
+            self.model._theta[...] = run.best_params
+            return True
+        if halve_eta_after is not None and run.stale >= halve_eta_after:
+            self.hyper[kernels.ETA] /= 2
+            run.stale = 0
+            return bool(self.hyper[kernels.ETA] < min_eta_fraction * self.eta0)
+        return False
+
+    def _checkpoint_settings(self, shuffle, *schedule):
+        """What a resumed fit must share with the one that wrote the checkpoint: the hyperparameters, the
+        schedule and monitoring options, and a fingerprint of the data (JSON-ready)."""
+        data = [self.X.values if isinstance(self.X, ScaledInputs) else self.X, self.Y]
+        if self.validation is not None:
+            data += [v.values if isinstance(v, ScaledInputs) else v for v in self.validation]
+        names = ("early_stopping", "halve_eta_after", "min_eta_fraction", "monitor_training", "monitor_gradients")
+        return dict(zip(names, schedule), shuffle=bool(shuffle), batch_size=self.batch_size, eta=self.eta0,
+                    optimizer=int(self.opt), hyper=[float(h) for h in self.hyper[[kernels.L2, kernels.MU,
+                                                                                  kernels.BETA1, kernels.BETA2,
+                                                                                  kernels.EPS]]],
+                    x_scale=kernel_inputs(self.X)[1], data=data_fingerprint(*data))
 
     def _timed_epoch(self, order, epoch, epochs, progress):
         start = time.perf_counter()
