@@ -128,11 +128,8 @@ class MLP:
         self.seed = seed
         self._layout, n_params = make_layout(self.sizes, act_codes)
         self._theta = np.zeros(n_params, dtype=self.dtype)
-        self._weights = ParameterList([kernels.weight(self._theta, self._layout, l)
-                                       for l in range(1, self.num_layers)], "weights")
-        self._biases = ParameterList([kernels.bias(self._theta, self._layout, l)
-                                      for l in range(1, self.num_layers)], "biases")
         self._ws = None
+        self._make_views()
         self.rng = np.random.default_rng(seed)
         self.initialize(init)
 
@@ -169,6 +166,20 @@ class MLP:
     @biases.setter
     def biases(self, new):
         self._biases.assign(new, self._theta)
+
+    def __getstate__(self):
+        # The parameter lists are views of _theta: pickle the vector once and rebuild the views on load.
+        return dict(self.__dict__, _weights=None, _biases=None, _specialized=None, _ws=None)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._make_views()
+
+    def _make_views(self):
+        self._weights = ParameterList([kernels.weight(self._theta, self._layout, l)
+                                       for l in range(1, self.num_layers)], "weights")
+        self._biases = ParameterList([kernels.bias(self._theta, self._layout, l)
+                                      for l in range(1, self.num_layers)], "biases")
 
     def _workspace(self, m):
         """The kernels' workspace for batches of up to m rows, reused across calls."""

@@ -1,4 +1,6 @@
 """The MLP array API: construction, live parameters, validation at the boundary, fit options."""
+import pickle
+
 import numpy as np
 import pytest
 
@@ -241,3 +243,13 @@ def test_callback_returning_true_stops_training(rng):
     history = net.fit(rng.random((10, 3)), rng.integers(0, 2, 10), epochs=20, batch_size=5, eta=1.0,
                       callback=lambda epoch, h: epoch == 3)
     assert history["epoch"] == [1, 2, 3]
+
+
+def test_pickled_model_keeps_live_parameter_views(rng):
+    net = MLP([5, 4, 3], seed=1)
+    net.fit(rng.random((20, 5)), rng.integers(0, 3, 20), epochs=1, batch_size=5, eta=1.0)
+    copy = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(copy.params, net.params)
+    np.testing.assert_array_equal(copy.forward(np.ones((2, 5))), net.forward(np.ones((2, 5))))
+    copy.weights[0][0, 0] = 7.0  # still a view of the parameter vector the kernels use
+    assert copy.params[0] == 7.0 and net.params[0] != 7.0
