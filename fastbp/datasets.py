@@ -79,11 +79,12 @@ def _read_bytes(path: str, what: str) -> bytes:
         try:
             return gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(
-                f"{what} {path} must be a valid gzip stream; got a corrupt or "
-                f"truncated one ({exc})."
-            ) from None
+            raise _gzip_error(what, path, exc) from None
     return raw
+
+
+def _gzip_error(what: str, path: str, exc: Exception) -> ValueError:
+    return ValueError(f"{what} {path} must be a valid gzip stream; got a corrupt or truncated one ({exc}).")
 
 
 def read_idx(path) -> np.ndarray:
@@ -112,10 +113,7 @@ def _read_idx_into(path, allocate) -> np.ndarray:
             out = allocate(dtype, dims)
             _stream_values(path, stream, dtype, dims, out.reshape(-1))
         except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(
-                f"IDX file {path} must be a valid gzip stream; got a corrupt or "
-                f"truncated one ({exc})."
-            ) from None
+            raise _gzip_error("IDX file", path, exc) from None
     return out
 
 
