@@ -60,17 +60,9 @@ def _number(kind, low, low_open=False):
     return parse
 
 
-def build_parser():
-    """The argument parser of the ``fastbp`` command."""
-    parser = argparse.ArgumentParser(prog="fastbp", description="Fast CPU backpropagation for fully-connected "
-                                     "networks (Nielsen's chapter 2 as Numba kernels).")
-    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_train_options(train):
+    """The options of ``fastbp train`` (also those of ``python -m fastbp.mpi``) on the parser ``train``."""
     act_names = ",".join(activations.CODES)
-
-    train = commands.add_parser("train", help="train a network and report test accuracy per epoch",
-                                description="Train by mini-batch SGD with the book's setup and print, after "
-                                "every epoch, test accuracy, test cost, seconds and examples/s.")
     train.add_argument("--data", default="default", metavar="{fashion-mnist,digits,PATH}",
                        help="data set, a directory of IDX files or a mnist.pkl.gz (default: Fashion-MNIST "
                        "when installed, else digits)")
@@ -108,6 +100,20 @@ def build_parser():
                        "per epoch (needs matplotlib)")
     train.add_argument("--json", action="store_true", help="print JSON lines: start, one per epoch, end")
     train.add_argument("--quiet", action="store_true", help="no progress bar; print only the final line")
+
+
+def build_parser():
+    """The argument parser of the ``fastbp`` command."""
+    parser = argparse.ArgumentParser(prog="fastbp", description="Fast CPU backpropagation for fully-connected "
+                                     "networks (Nielsen's chapter 2 as Numba kernels).")
+    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    act_names = ",".join(activations.CODES)
+
+    train = commands.add_parser("train", help="train a network and report test accuracy per epoch",
+                                description="Train by mini-batch SGD with the book's setup and print, after "
+                                "every epoch, test accuracy, test cost, seconds and examples/s.")
+    add_train_options(train)
     train.set_defaults(run=run_train, parser=train)
 
     check = commands.add_parser("gradcheck", help="check backprop against finite differences",
