@@ -406,7 +406,8 @@ class Trainer:
                     order = model.rng.permutation(self.n)
                 before = model._theta.copy()
                 seconds = self._timed_epoch(order, epoch, epochs, progress)
-                if not np.isfinite(model._theta).all():
+                diverged = not np.isfinite(model._theta).all()
+                if diverged:
                     model._theta[...] = before
                     warnings.warn(f"Training diverged in epoch {epoch} (non-finite parameters); restored the "
                                   "parameters of the epoch before and stopped. Try a smaller eta.",
@@ -418,7 +419,9 @@ class Trainer:
                     run.finished = self._schedule(run, early_stopping, halve_eta_after, min_eta_fraction)
                 if checkpoint is not None:
                     write_checkpoint(checkpoint, self, run, settings)
-                if run.finished or (callback is not None and callback(epoch, run.history)):
+                # The callback sees every recorded epoch, the last one of an early stop included.
+                stopped = not diverged and callback is not None and callback(epoch, run.history)
+                if run.finished or stopped:
                     break
         return run.history
 

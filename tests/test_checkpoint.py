@@ -161,3 +161,11 @@ def test_cli_stops_cleanly_on_sigterm(tmp_path):
     finally:
         proc.kill()
     assert last["event"] == "stopped" and last["epochs_run"] == peek(ckpt)["done"] >= 1
+
+
+def test_the_callback_sees_every_recorded_epoch_of_an_early_stop(data):
+    seen = []
+    history = fit(MLP([12, 7, 3], seed=4), data, 40, early_stopping=1,
+                  callback=lambda epoch, history: seen.append((epoch, len(history["epoch"]))))
+    assert len(history["epoch"]) < 40
+    assert seen == [(e, e) for e in history["epoch"]]
