@@ -672,22 +672,17 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
     W, b = weight(theta, layout, 1), bias(theta, layout, 1)
     delta = block(ws, layout, 1, DELTA_PART, m)
     Z, A = block(ws, layout, 1, Z_PART, m_next), block(ws, layout, 1, A_PART, m_next)
-    parallel = max(m, m_next) * W.size >= n_par_min
     n_in, size = W.shape[1], W.itemsize
     if example_block(m, n_in, size) >= m and example_block(m_next, n_in, size) >= m_next:
-        if parallel:
+        if max(m, m_next) * W.size >= n_par_min:
             update_and_forward_layer1_par(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, A,
                                           layout[1, ACT], rows_ahead)
         else:
             update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, A,
                                       layout[1, ACT], rows_ahead)
         return
-    if parallel:
-        accumulate_bp34_par(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b)
-        weighted_input_par(W, b, X, x_scale, rows_next, Z)
-    else:
-        accumulate_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b)
-        weighted_input(W, b, X, x_scale, rows_next, Z)
+    layer_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, n_par_min)
+    layer_forward(W, b, X, x_scale, rows_next, Z, n_par_min)
     activate_block(layout[1, ACT], Z, A, n_par_min)
 
 
