@@ -16,7 +16,7 @@ import numpy as np
 
 from .atomic import atomic_write
 
-__all__ = ["RunState", "check_checkpoint_path", "data_fingerprint", "peek", "write", "read"]
+__all__ = ["RunState", "check_checkpoint_options", "data_fingerprint", "peek", "write", "read"]
 
 FORMAT_VERSION = 1
 KIND = "fastbp checkpoint"
@@ -36,8 +36,15 @@ class RunState:
         self.history = history
 
 
-def check_checkpoint_path(path):
-    """A checkpoint path must be a str or PathLike in an existing directory (checked before any training)."""
+def check_checkpoint_options(path, resume):
+    """The ``checkpoint`` and ``resume`` arguments of a fit, checked before any training: the path (a str, or
+    None for no checkpoints) in an existing directory, and resume a bool that needs a path."""
+    if not isinstance(resume, bool):
+        raise TypeError(f"resume must be True or False; got {type(resume).__name__}.")
+    if path is None:
+        if resume:
+            raise ValueError("resume=True needs checkpoint (the file to resume from); got checkpoint=None.")
+        return None
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a str or os.PathLike; got {type(path).__name__}.")
     directory = os.path.dirname(os.path.abspath(os.fspath(path)))
@@ -46,6 +53,7 @@ def check_checkpoint_path(path):
                                 f"directory {directory}.")
     if os.path.isdir(os.fspath(path)):
         raise ValueError(f"checkpoint must be a file path; got the directory {os.fspath(path)}.")
+    return os.fspath(path)
 
 
 def data_fingerprint(*arrays):

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from . import activations, costs, kernels
-from .checkpoint import RunState, check_checkpoint_path, data_fingerprint
+from .checkpoint import RunState, check_checkpoint_options, data_fingerprint
 from .checkpoint import read as read_checkpoint
 from .checkpoint import write as write_checkpoint
 from .inputs import ScaledInputs, kernel_inputs
@@ -305,17 +305,12 @@ class MLP:
                 if validation_data is None:
                     raise ValueError(f"{name} needs validation_data; got validation_data=None.")
         min_eta_fraction = check_float(min_eta_fraction, "min_eta_fraction", low=0.0, high=1.0)
-        if checkpoint is not None:
-            check_checkpoint_path(checkpoint)
-        if not isinstance(resume, bool):
-            raise TypeError(f"resume must be True or False; got {type(resume).__name__}.")
-        if resume and checkpoint is None:
-            raise ValueError("resume=True needs checkpoint (the file to resume from); got checkpoint=None.")
+        checkpoint = check_checkpoint_options(checkpoint, resume)
         show = sys.stderr.isatty() if progress is None else bool(progress)
         return trainer.run(epochs, shuffle=shuffle, early_stopping=early_stopping, halve_eta_after=halve_eta_after,
                            min_eta_fraction=min_eta_fraction, monitor_training=monitor_training,
                            monitor_gradients=monitor_gradients, progress=show, callback=callback,
-                           checkpoint=None if checkpoint is None else os.fspath(checkpoint), resume=resume)
+                           checkpoint=checkpoint, resume=resume)
 
     def save(self, path):
         """Write the model to ``path``: ``.npz`` or ``.json`` (network2's fields plus fastbp's), atomically."""
@@ -394,9 +389,8 @@ class Trainer:
         if checkpoint is not None:
             settings = self._checkpoint_settings(shuffle, early_stopping, halve_eta_after, min_eta_fraction,
                                                  monitor_training, monitor_gradients)
-            if resume and os.path.exists(checkpoint):
-                run, apply = read_checkpoint(checkpoint, self, settings)
-                apply()
+            if resume:
+                run = self._resume(checkpoint, settings) or run
         order = np.arange(self.n)
         with using_threads(model.n_threads, limit_blas=True):
             for epoch in range(run.done + 1, epochs + 1):
@@ -418,12 +412,23 @@ class Trainer:
                     run.done = epoch
                     run.finished = self._schedule(run, early_stopping, halve_eta_after, min_eta_fraction)
                 if checkpoint is not None:
-                    write_checkpoint(checkpoint, self, run, settings)
+                    self._write_checkpoint(checkpoint, run, settings)
                 # The callback sees every recorded epoch, the last one of an early stop included.
                 stopped = not diverged and callback is not None and callback(epoch, run.history)
                 if run.finished or stopped:
                     break
         return run.history
+
+    def _resume(self, path, settings):
+        """The RunState of the checkpoint at ``path`` with its state moved into this trainer; None without one."""
+        if not os.path.exists(path):
+            return None
+        run, apply = read_checkpoint(path, self, settings)
+        apply()
+        return run
+
+    def _write_checkpoint(self, path, run, settings):
+        write_checkpoint(path, self, run, settings)
 
     def _schedule(self, run, early_stopping, halve_eta_after, min_eta_fraction):
         """Early stopping and the eta schedule after an epoch; True when training should stop."""

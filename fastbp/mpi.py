@@ -41,7 +41,7 @@ except ImportError as exc:  # an optional dependency: say how to get it
                       "(and an MPI such as Open MPI: `apt-get install openmpi-bin libopenmpi-dev`). "
                       f"Import failed with: {exc}") from exc
 
-from .checkpoint import data_fingerprint
+from .checkpoint import check_checkpoint_options, data_fingerprint
 from .inputs import ScaledInputs, kernel_inputs
 from .model import Trainer
 from .threads import available_cores, default_threads
@@ -83,7 +83,7 @@ def threads_per_rank(comm=None):
 def fit(model, X, y, *, epochs, batch_size, eta, comm=None, lmbda=0.0, optimizer="sgd", momentum=0.0,
         nesterov=False, beta1=0.9, beta2=0.999, epsilon=1e-8, validation_data=None, shuffle=True,
         early_stopping=None, halve_eta_after=None, min_eta_fraction=1 / 128, monitor_training=False,
-        monitor_gradients=False, progress=False, callback=None, n_threads=None):
+        monitor_gradients=False, progress=False, callback=None, n_threads=None, checkpoint=None, resume=False):
     """Train ``model`` on all ranks of ``comm`` (default MPI.COMM_WORLD) as :meth:`MLP.fit` would in one process.
 
     Collective: every rank calls it with the same X (n, n_in), y (n,) or (n, n_out), hyperparameters and
@@ -98,6 +98,10 @@ def fit(model, X, y, *, epochs, batch_size, eta, comm=None, lmbda=0.0, optimizer
     it was; so does data that differ between ranks. ``callback(epoch, history)`` runs on every rank and training
     stops when any rank's returns True (test ``comm.rank == 0`` in it to print once). Warnings and the progress
     bar (``progress=True``) appear on rank 0 only. Writing files is rank 0's job: see :func:`save`.
+
+    ``checkpoint`` and ``resume`` work as in ``MLP.fit``: rank 0 writes the checkpoint after every epoch and, on
+    resume, reads it and sends its state to every rank (the other ranks need not see the file); the resumed
+    run is bit for bit the uninterrupted one.
     """
     comm = _check_comm(comm)
     rank = comm.Get_rank()
@@ -120,9 +124,9 @@ def fit(model, X, y, *, epochs, batch_size, eta, comm=None, lmbda=0.0, optimizer
                                  f"pool, set by NUMBA_NUM_THREADS); got {n_threads}.")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
-        return trainer, _signature(trainer, shuffle)
+        return trainer, _signature(trainer, shuffle), check_checkpoint_options(checkpoint, resume)
 
-    trainer, signature = _collectively(comm, prepare)
+    trainer, signature, checkpoint = _collectively(comm, prepare)
     _collectively(comm, lambda: _check_same(comm, signature))
 
     comm.Bcast(model.params, root=0)
@@ -147,7 +151,8 @@ def fit(model, X, y, *, epochs, batch_size, eta, comm=None, lmbda=0.0, optimizer
             return trainer.run(epochs, shuffle=shuffle, early_stopping=early_stopping,
                                halve_eta_after=halve_eta_after, min_eta_fraction=min_eta_fraction,
                                monitor_training=monitor_training, monitor_gradients=monitor_gradients,
-                               progress=bool(progress) and rank == 0, callback=agreed)
+                               progress=bool(progress) and rank == 0, callback=agreed, checkpoint=checkpoint,
+                               resume=resume)
     finally:
         model.n_threads = saved_threads
 
@@ -193,6 +198,23 @@ class _MPITrainer(Trainer):
                 on_progress(done - reported)
                 reported = done
         self._resynchronise()
+
+    def _resume(self, path, settings):
+        """Rank 0 reads the checkpoint (an error there is raised on every rank); every rank takes its state."""
+        comm = self.comm
+        run = _collectively(comm, lambda: Trainer._resume(self, path, settings) if comm.Get_rank() == 0 else None)
+        run = comm.bcast(run, root=0)
+        if run is not None:
+            for array in (self.model._theta, self.state, self.hyper):
+                comm.Bcast(array, root=0)
+            self.model.rng = comm.bcast(self.model.rng, root=0)
+        return run
+
+    def _write_checkpoint(self, path, run, settings):
+        """Rank 0 writes; an error while writing is raised on every rank, so that none waits for the others."""
+        comm = self.comm
+        _collectively(comm, lambda: Trainer._write_checkpoint(self, path, run, settings)
+                      if comm.Get_rank() == 0 else None)
 
     def _resynchronise(self):
         """Make sure all ranks hold rank 0's parameters and optimizer state.
@@ -293,7 +315,9 @@ def main(argv=None):
             args = parser.parse_args(sys.argv[1:] if argv is None else argv)
             if args.momentum is not None and args.optimizer != "momentum":
                 parser.error("--momentum needs --optimizer momentum")
-            for option in ("checkpoint", "resume", "plot", "json"):
+            if args.resume and not args.checkpoint:
+                parser.error("--resume needs --checkpoint PATH")
+            for option in ("plot", "json"):
                 if getattr(args, option):
                     parser.error(f"--{option} is not supported under MPI")
         except SystemExit as exc:
@@ -334,7 +358,7 @@ def main(argv=None):
                       eta=args.eta, comm=comm, lmbda=args.lmbda, optimizer=args.optimizer, momentum=momentum,
                       nesterov=args.nesterov, validation_data=(data.X_test, data.y_test),
                       early_stopping=args.early_stopping, halve_eta_after=args.halve_eta_after,
-                      callback=report, n_threads=threads)
+                      callback=report, n_threads=threads, checkpoint=args.checkpoint, resume=args.resume)
         seconds = time.perf_counter() - start
         if args.save:
             save(model, args.save, comm)

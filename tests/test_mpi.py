@@ -149,6 +149,14 @@ for name, options, batch_sizes in CASES:
             with open(f"{{out}}/{{name}}_{{batch_size}}.json", "w") as fh:
                 json.dump(dict(history, spread=spread), fh)
 
+# a checkpoint written by rank 0 after epoch 1; resumed by a model that starts elsewhere
+ckpt = f"{{out}}/run.npz"
+options = dict(eta=0.01, optimizer="adam", batch_size=7, validation_data=(Xv, yv))
+mpi.fit(MLP(SIZES, seed=3), X, y, epochs=1, checkpoint=ckpt, **options)
+model = MLP(SIZES, seed=50 + rank)
+history = mpi.fit(model, X, y, epochs=EPOCHS, checkpoint=ckpt, resume=True, **options)
+np.save(f"{{out}}/resumed_rank{{rank}}.npy", model.params)
+
 # errors: raised on every rank with the same message, also when only one rank's input is bad
 errors = {{}}
 for what, kwargs in [("eta", dict(eta=0.5 if rank == 0 else -1.0)), ("data", dict(flip=rank == 1))]:
@@ -202,6 +210,29 @@ def test_two_ranks_match_fit(two_ranks, name, options, batch_size):
 
 
 @needs_mpirun
+def test_two_ranks_resume_bit_for_bit(two_ranks):
+    uninterrupted = np.load(two_ranks / "adam_7_rank0.npy")  # the same fit without a break, on the same ranks
+    for r in range(2):
+        np.testing.assert_array_equal(np.load(two_ranks / f"resumed_rank{r}.npy"), uninterrupted)
+    assert sorted(p.name for p in two_ranks.iterdir() if p.name.startswith((".run", "run.npz"))) == ["run.npz"]
+
+
+def test_one_rank_checkpoint_and_resume(tmp_path):
+    X, y, Xv, yv = make_data()
+    options = dict(batch_size=10, eta=0.5, validation_data=(Xv, yv), comm=MPI.COMM_WORLD)
+    path = tmp_path / "run.npz"
+    whole = MLP(SIZES, seed=3)
+    mpi.fit(whole, X, y, epochs=EPOCHS, **options)
+    mpi.fit(MLP(SIZES, seed=3), X, y, epochs=1, checkpoint=path, **options)
+    resumed = MLP(SIZES, seed=8)
+    history = mpi.fit(resumed, X, y, epochs=EPOCHS, checkpoint=path, resume=True, **options)
+    np.testing.assert_array_equal(resumed.params, whole.params)
+    assert history["epoch"] == list(range(1, EPOCHS + 1))
+    with pytest.raises(ValueError, match="resume=True needs checkpoint"):
+        mpi.fit(resumed, X, y, epochs=1, resume=True, **options)
+
+
+@needs_mpirun
 def test_two_ranks_raise_the_same_error(two_ranks):
     errors = [json.loads((two_ranks / f"errors_rank{r}.json").read_text()) for r in range(2)]
     assert errors[0] == errors[1]
@@ -219,5 +250,7 @@ def test_command_one_rank(tmp_path, capsys):
     assert path.stat().st_size > 0
     assert mpi.main(["--eta", "-1"]) == 2
     assert "--eta: must be a float > 0.0" in capsys.readouterr().err
-    assert mpi.main(["--checkpoint", str(tmp_path / "c.npz")]) == 2
-    assert "--checkpoint is not supported under MPI" in capsys.readouterr().err
+    assert mpi.main(["--plot", str(tmp_path / "c.png")]) == 2
+    assert "--plot is not supported under MPI" in capsys.readouterr().err
+    assert mpi.main(["--resume"]) == 2
+    assert "--resume needs --checkpoint" in capsys.readouterr().err
