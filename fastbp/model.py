@@ -452,15 +452,20 @@ class Trainer:
     def _checkpoint_settings(self, shuffle, *schedule):
         """What a resumed fit must share with the one that wrote the checkpoint: the hyperparameters, the
         schedule and monitoring options, and a fingerprint of the data (JSON-ready)."""
-        data = [self.X.values if isinstance(self.X, ScaledInputs) else self.X, self.Y]
-        if self.validation is not None:
-            data += [v.values if isinstance(v, ScaledInputs) else v for v in self.validation]
         names = ("early_stopping", "halve_eta_after", "min_eta_fraction", "monitor_training", "monitor_gradients")
         return dict(zip(names, schedule), shuffle=bool(shuffle), batch_size=self.batch_size, eta=self.eta0,
                     optimizer=int(self.opt), hyper=[float(h) for h in self.hyper[[kernels.L2, kernels.MU,
                                                                                   kernels.BETA1, kernels.BETA2,
                                                                                   kernels.EPS]]],
-                    x_scale=kernel_inputs(self.X)[1], data=data_fingerprint(*data))
+                    data=self.data_fingerprint())
+
+    def data_fingerprint(self):
+        """CRC-32 and shapes of the training and validation data as the kernels read them, and the input scale:
+        what tells one data set from another (checkpoints, MPI ranks)."""
+        arrays = [kernel_inputs(self.X)[0], self.Y]
+        if self.validation is not None:
+            arrays += [kernel_inputs(self.validation[0])[0], self.validation[1]]
+        return dict(data_fingerprint(*arrays), x_scale=kernel_inputs(self.X)[1])
 
     def _timed_epoch(self, order, epoch, epochs, progress):
         start = time.perf_counter()

@@ -41,8 +41,8 @@ except ImportError as exc:  # an optional dependency: say how to get it
                       "(and an MPI such as Open MPI: `apt-get install openmpi-bin libopenmpi-dev`). "
                       f"Import failed with: {exc}") from exc
 
-from .checkpoint import check_checkpoint_options, data_fingerprint
-from .inputs import ScaledInputs, kernel_inputs
+from .checkpoint import check_checkpoint_options
+from .inputs import kernel_inputs
 from .model import Trainer
 from .threads import available_cores, default_threads
 from .validation import check_float, check_int
@@ -274,11 +274,8 @@ def _collectively(comm, func):
 def _signature(trainer, shuffle):
     """What must be equal on all ranks: the network, the data (a CRC-32) and the hyperparameters."""
     model = trainer.model
-    data = [trainer.X.values if isinstance(trainer.X, ScaledInputs) else trainer.X, trainer.Y]
-    if trainer.validation is not None:
-        data += [v.values if isinstance(v, ScaledInputs) else v for v in trainer.validation]
     return {"network": (model.sizes, tuple(model.activation_names), model.cost_name, model.dtype.name),
-            "data": (data_fingerprint(*data), kernel_inputs(trainer.X)[1]),
+            "data": trainer.data_fingerprint(),
             "hyperparameters": (trainer.opt, trainer.batch_size, tuple(trainer.hyper.tolist()), bool(shuffle))}
 
 
