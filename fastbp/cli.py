@@ -206,7 +206,7 @@ def run_train(args):
     if resumed_from:
         out.emit(f"resuming from {args.checkpoint} after epoch {resumed_from}",
                  {"event": "resume", "checkpoint": args.checkpoint, "after_epoch": resumed_from})
-    stop = _StopOnSignal(signal.SIGTERM) if args.checkpoint else contextlib.nullcontext(None)
+    stop = StopOnSignal(signal.SIGTERM) if args.checkpoint else contextlib.nullcontext(None)
 
     def report(epoch, history):
         accuracy, seconds = history["val_accuracy"][-1], history["seconds"][-1]
@@ -251,7 +251,7 @@ def run_train(args):
     return 0
 
 
-class _StopOnSignal:
+class StopOnSignal:
     """While active, a signal (SIGTERM: the scheduler preempts the job) only sets ``received``: training ends
     after the current epoch, whose checkpoint is then on disk, instead of dying in the middle of one."""
 

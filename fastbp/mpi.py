@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import io
 import os
+import signal
 import sys
 import time
 import warnings
@@ -295,9 +296,11 @@ def _check_same(comm, signature):
 def main(argv=None):
     """``python -m fastbp.mpi [options]`` under mpirun: ``fastbp train``'s options, trained over MPI.
 
-    Returns the exit code (0, 1 on an error, 2 on bad arguments); only rank 0 prints."""
+    Returns the exit code (0, 1 on an error, 2 on bad arguments, 143 when stopped by SIGTERM); only rank 0
+    prints. With --checkpoint, a SIGTERM to any rank (a scheduler preempting the job signals them all) stops
+    every rank after the same epoch, whose checkpoint is then on disk."""
     from . import datasets
-    from .cli import BOOK_HIDDEN, DEFAULT_MOMENTUM, add_train_options
+    from .cli import BOOK_HIDDEN, DEFAULT_MOMENTUM, StopOnSignal, add_train_options
     from .model import MLP
 
     comm = MPI.COMM_WORLD
@@ -348,15 +351,20 @@ def main(argv=None):
                 say(f"epoch {epoch}/{args.epochs}: test accuracy {100 * history['val_accuracy'][-1]:.2f}%, "
                     f"test cost {history['val_cost'][-1]:.5g}, {seconds:.2f} s, "
                     f"{len(data.y_train) / max(seconds, 1e-12):,.0f} examples/s")
-            return False
+            return bool(stopper and stopper.received)  # fit stops all ranks when any one returns True
 
         start = time.perf_counter()
-        history = fit(model, data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
-                      eta=args.eta, comm=comm, lmbda=args.lmbda, optimizer=args.optimizer, momentum=momentum,
-                      nesterov=args.nesterov, validation_data=(data.X_test, data.y_test),
-                      early_stopping=args.early_stopping, halve_eta_after=args.halve_eta_after,
-                      callback=report, n_threads=threads, checkpoint=args.checkpoint, resume=args.resume)
+        with (StopOnSignal(signal.SIGTERM) if args.checkpoint else contextlib.nullcontext(None)) as stopper:
+            history = fit(model, data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
+                          eta=args.eta, comm=comm, lmbda=args.lmbda, optimizer=args.optimizer, momentum=momentum,
+                          nesterov=args.nesterov, validation_data=(data.X_test, data.y_test),
+                          early_stopping=args.early_stopping, halve_eta_after=args.halve_eta_after,
+                          callback=report, n_threads=threads, checkpoint=args.checkpoint, resume=args.resume)
         seconds = time.perf_counter() - start
+        if stopper and comm.allreduce(stopper.received, op=MPI.LOR) and len(history["epoch"]) < args.epochs:
+            say(f"stopped by SIGTERM after epoch {len(history['epoch'])}; the checkpoint {args.checkpoint} holds "
+                "it: run the same command with --resume to continue")
+            return 128 + signal.SIGTERM
         if args.save:
             save(model, args.save, comm)
         accuracy = history["val_accuracy"][-1] if history["epoch"] else model.score(data.X_test, data.y_test)

@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from mpi4py import MPI  # noqa: E402
 
 from fastbp import MLP, ScaledInputs  # noqa: E402
 from fastbp import mpi  # noqa: E402
+from fastbp.checkpoint import peek  # noqa: E402
 
 MPIRUN = shutil.which("mpirun")
 needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="mpirun is not on PATH (install e.g. openmpi-bin)")
@@ -173,6 +175,18 @@ with open(f"{{out}}/errors_rank{{rank}}.json", "w") as fh:
 """
 
 
+def mpirun(n):
+    """The command that starts n ranks, and the environment to start it in."""
+    version = subprocess.run([MPIRUN, "--version"], capture_output=True, text=True).stdout
+    flags = []
+    if "Open MPI" in version:  # two ranks on a machine that may have fewer cores; root in containers
+        flags = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+    # This process started MPI as a singleton (the one-rank tests), which exports OMPI_*/PMIX_* variables
+    # at the C level; an mpirun inheriting them fails. Give it the environment without them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "OPAL_"))}
+    return [MPIRUN, *flags, "-n", str(n)], env
+
+
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     """Run SCRIPT on 2 ranks once; returns its output directory."""
@@ -181,15 +195,9 @@ def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("mpi")
     script = out / "run.py"
     script.write_text(SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)), out=str(out)))
-    version = subprocess.run([MPIRUN, "--version"], capture_output=True, text=True).stdout
-    flags = []
-    if "Open MPI" in version:  # two ranks on a machine that may have fewer cores; root in containers
-        flags = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
-    # This process started MPI as a singleton (the one-rank tests), which exports OMPI_*/PMIX_* variables
-    # at the C level; an mpirun inheriting them fails. Give it the environment without them.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "OPAL_"))}
-    proc = subprocess.run([MPIRUN, *flags, "-n", "2", sys.executable, str(script)], capture_output=True,
-                          text=True, timeout=300, env=env)
+    command, env = mpirun(2)
+    proc = subprocess.run([*command, sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env=env)
     assert proc.returncode == 0, f"mpirun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     assert "differed" not in proc.stderr, proc.stderr  # the once-per-epoch check never had to re-synchronise
     return out
@@ -254,3 +262,47 @@ def test_command_one_rank(tmp_path, capsys):
     assert "--plot is not supported under MPI" in capsys.readouterr().err
     assert mpi.main(["--resume"]) == 2
     assert "--resume needs --checkpoint" in capsys.readouterr().err
+
+
+def _rank_pids(marker):
+    """The pids of this machine's Python processes whose command line contains ``marker`` (mpirun's excluded)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:  # not a process, or gone
+            continue
+        if argv[0] == sys.executable.encode() and marker.encode() in argv:
+            pids.append(int(entry))
+    return pids
+
+
+@needs_mpirun
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the rank processes through /proc (Linux)")
+def test_command_sigterm_to_one_rank_stops_all_after_the_same_epoch(tmp_path):
+    ckpt = str(tmp_path / "c.npz")
+    command, env = mpirun(2)
+    train = [*command, sys.executable, "-m", "fastbp.mpi", "--data", "digits", "--batch-size", "50",
+             "--threads", "1", "--seed", "0", "--checkpoint", ckpt]
+    proc = subprocess.Popen([*train, "--epochs", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch "):
+                pids = _rank_pids(ckpt)
+                assert len(pids) == 2, pids
+                os.kill(pids[-1], signal.SIGTERM)  # one rank only, whichever it is
+                break
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, out, err)
+    stopped = [line for line in out.splitlines() if line.startswith("stopped by SIGTERM after epoch ")]
+    assert len(stopped) == 1, out  # rank 0 reports, once
+    done = int(stopped[0].split()[5].rstrip(";"))
+    assert done >= 1 and peek(ckpt)["done"] == done
+    resumed = subprocess.run([*train, "--epochs", str(done + 1), "--resume"], capture_output=True, text=True,
+                             timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"epoch {done + 1}/{done + 1}" in resumed.stdout and f"epoch {done}/" not in resumed.stdout
