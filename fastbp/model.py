@@ -393,6 +393,8 @@ class Trainer:
                 run = self._resume(checkpoint, settings) or run
         order = np.arange(self.n)
         with using_threads(model.n_threads, limit_blas=True):
+            if run.done < epochs and not run.finished:
+                self.prepare(monitor_training, monitor_gradients, progress)
             for epoch in range(run.done + 1, epochs + 1):
                 if run.finished:
                     break
@@ -418,6 +420,39 @@ class Trainer:
                 if run.finished or stopped:
                     break
         return run.history
+
+    def prepare(self, monitor_training=False, monitor_gradients=False, progress=False):
+        """Compile, or load from Numba's disk cache, every kernel that ``run`` will call, by calling each on no
+        rows: no epoch's time then includes compilation (about a minute on the first run, under 1 s after).
+        Changes nothing. Returns the seconds it took."""
+        start = time.perf_counter()
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(desc="preparing the kernels (compiled on the first run, then cached)", bar_format="{desc}",
+                       leave=False)
+        try:
+            self._prepare_epoch()
+            model, none = self.model, np.zeros(0, np.int64)
+            sets = ([(self.X, self.Y)] if monitor_training else []) + ([self.validation] if self.validation else [])
+            for X, Y in sets:
+                out = np.empty((0, model.sizes[-1]), dtype=model.dtype)
+                model._kernel("predict_into", model._theta, model._layout, *kernel_inputs(X), none,
+                              model._workspace(EVAL_CHUNK), out, model._par_min())
+                kernels.cost_sum(model._cost_code, out, Y, none)
+            if monitor_gradients:
+                model._gradient(self.X, self.Y, none, scale=1.0)
+        finally:
+            if bar is not None:
+                bar.close()
+        return time.perf_counter() - start
+
+    def _prepare_epoch(self):
+        """``epoch``'s kernels on no mini-batches."""
+        m = self.model
+        m._kernel("train_epoch", m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y,
+                  np.zeros(0, np.int64), self.batch_size, 0, 0, self.opt, self.hyper, self.grad, self.state, self.ws,
+                  m._par_min())
 
     def _resume(self, path, settings):
         """The RunState of the checkpoint at ``path`` with its state moved into this trainer; None without one."""

@@ -200,6 +200,16 @@ class _MPITrainer(Trainer):
                 reported = done
         self._resynchronise()
 
+    def _prepare_epoch(self):
+        """``epoch``'s kernels on no rows, the optimizer step on copies (a step changes its arguments)."""
+        model = self.model
+        X, x_scale = kernel_inputs(self.X)
+        none = np.zeros(0, np.int64)
+        model._kernel("batch_gradient", model._theta, model._layout, model._cost_code, X, x_scale, self.Y, none,
+                      1.0, self.grad.copy(), self.ws, model._par_min())
+        model._kernel("optimizer_step", self.opt, model._theta.copy(), self.grad.copy(), self.state.copy(),
+                      self.hyper.copy(), model._layout)
+
     def _resume(self, path, settings):
         """Rank 0 reads the checkpoint (an error there is raised on every rank); every rank takes its state."""
         comm = self.comm

@@ -80,3 +80,36 @@ def test_serial_and_parallel_kernels_do_not_share_a_cache(tmp_path):
         # The parallel version calls Numba's work scheduler; the serial one never does.
         assert all(b"do_scheduling" in f.read_bytes() for f in parallel), name
         assert not any(b"do_scheduling" in f.read_bytes() for f in serial), name
+
+
+@pytest.mark.parametrize("trainer_kind", ["single", "mpi"])
+def test_prepare_compiles_every_kernel_an_epoch_needs_and_changes_nothing(rng, trainer_kind, monkeypatch):
+    """After Trainer.prepare, training and its per-epoch evaluation compile nothing (so no epoch's time includes
+    compilation). The model uses a user-defined activation: its kernels are compiled afresh in this process, so
+    any kernel that prepare missed would be compiled inside an epoch and show up here."""
+    from numba.core import event
+
+    from conftest import softplus, softplus_prime
+    from fastbp.model import Trainer
+
+    X, y = rng.random((30, 6)), rng.integers(0, 3, 30)
+    Xv, yv = rng.random((9, 6)), rng.integers(0, 3, 9)
+    model = MLP([6, 5, 3], activation=[(softplus, softplus_prime), "sigmoid"], seed=0, n_threads=1)
+    options = dict(batch_size=4, eta=0.1, validation_data=(Xv, yv), optimizer="momentum", momentum=0.5)
+    if trainer_kind == "mpi":
+        mpi = pytest.importorskip("fastbp.mpi", reason="mpi4py is not installed (pip install fastbp[mpi])")
+        trainer = mpi._MPITrainer(mpi.MPI.COMM_WORLD, model, X, y, **options)
+    else:
+        trainer = Trainer(model, X, y, **options)
+    before = [a.copy() for a in (model._theta, trainer.state, trainer.hyper, trainer.grad)]
+    with event.install_recorder("numba:compile") as compiled:
+        trainer.prepare(monitor_training=True, monitor_gradients=True)
+    assert compiled.buffer, "the model's kernels were expected to compile here"
+    for a, b in zip(before, (model._theta, trainer.state, trainer.hyper, trainer.grad)):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(trainer, "prepare", lambda *args, **kwargs: 0.0)  # run() would call it again
+    with event.install_recorder("numba:compile") as compiled:
+        history = trainer.run(2, shuffle=True, early_stopping=None, halve_eta_after=None, min_eta_fraction=0.0,
+                              monitor_training=True, monitor_gradients=True, progress=False, callback=None)
+    assert not compiled.buffer, [e.data["dispatcher"] for e in compiled.buffer]
+    assert history["epoch"] == [1, 2] and not np.array_equal(model._theta, before[0])
