@@ -19,6 +19,7 @@ Conventions
   pick one by the layer's work.
 """
 import inspect
+import math
 import types
 
 import numpy as np
@@ -361,7 +362,8 @@ backpropagate, backpropagate_par = serial_and_parallel(_backpropagate)
 
 
 # ------------------------------------------------------------------------------------------ exp
-# exp(x) in straight-line float64 arithmetic, so that LLVM can vectorise a loop that calls it.
+# exp(x) and exp(x) - 1 in straight-line float64 arithmetic, so that LLVM can vectorise a loop that calls them
+# (the sigmoid and tanh activations).
 #
 # ``np.exp`` inside a Numba loop is one call into the C library per element (about 10 ns for a sigmoid at the
 # book's setup); this version has no call and no branch, so a loop over a row of units runs 4 (float64) or more
@@ -369,8 +371,8 @@ backpropagate, backpropagate_par = serial_and_parallel(_backpropagate)
 #
 # Method: exp(x) = 2^n exp(r) with n = round(x / ln 2) and r = x - n ln 2 (ln 2 split in two parts, so r is exact
 # to about 1e-20), |r| <= ln2 / 2; exp(r) by its Taylor polynomial to degree 13 (truncation error below 2e-17),
-# and 2^n built from its bits. Against ``np.exp`` (tests/test_exp.py): exp within 2 units in the last place, the
-# sigmoid 1 / (1 + exp(-z)) within 4 (float64) and 2 (float32, computed through float64).
+# and 2^n built from its bits. Against NumPy (tests/test_exp.py): exp and expm1 within 2 units in the last place,
+# the sigmoid 1 / (1 + exp(-z)) within 4 (float64) and 2 (float32, computed through float64), tanh within 4 and 1.
 #
 # Limits: NaN gives NaN, x > 709.78 gives inf, as with ``np.exp``; below -708 the result stays at exp(-708) ~ 3e-308
 # where ``np.exp`` returns subnormal numbers or 0 (1 + exp(x) is exactly 1 in both cases).
@@ -392,29 +394,47 @@ def _bits_as_float64(typingctx, bits):
 
 
 @njit(cache=True, fastmath={"contract"})
-def exp_branch_free(x):
-    """exp of a float64 scalar (accuracy and limits in the comment above)."""
+def _exp_reduced(x):
+    """(s, r, h) with exp(x) = 1 + s r exactly as far as the polynomial goes, times 2 h (h = 2^(n-1)); x is
+    clamped to [_X_MIN, _X_MAX]."""
     xc = min(max(x, _X_MIN), _X_MAX)
     n = np.floor(xc * _LOG2E + 0.5)
     r = (xc - n * _LN2_HI) - n * _LN2_LO
-    p = 1.0 / 6227020800.0  # 1/13!, then Horner down to 1/0!
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    s = 1.0 / 6227020800.0  # 1/13!, then Horner down to 1/1!: exp(r) = 1 + s r
+    s = s * r + 1.0 / 479001600.0
+    s = s * r + 1.0 / 39916800.0
+    s = s * r + 1.0 / 3628800.0
+    s = s * r + 1.0 / 362880.0
+    s = s * r + 1.0 / 40320.0
+    s = s * r + 1.0 / 5040.0
+    s = s * r + 1.0 / 720.0
+    s = s * r + 1.0 / 120.0
+    s = s * r + 1.0 / 24.0
+    s = s * r + 1.0 / 6.0
+    s = s * r + 0.5
+    s = s * r + 1.0
     # 2^n as 2^(n-1) * 2: n reaches 1024 near the top of the range, one more than a float64 exponent holds.
-    y = p * _bits_as_float64((np.int64(n) + 1022) << 52) * 2.0
+    return s, r, _bits_as_float64((np.int64(n) + 1022) << 52)
+
+
+@njit(cache=True, fastmath={"contract"})
+def exp_branch_free(x):
+    """exp of a float64 scalar (accuracy and limits in the comment above)."""
+    s, r, h = _exp_reduced(x)
+    y = (s * r + 1.0) * h * 2.0
     y = np.inf if x > _X_MAX else y
     return x if x != x else y
+
+
+@njit(cache=True, fastmath={"contract"})
+def expm1_branch_free(x):
+    """exp(x) - 1 of a float64 scalar, accurate to a few units in the last place also where it is near 0
+    (2^n (e^r - 1) + (2^n - 1): no 1 is added and then taken away). Limits as ``exp_branch_free``; +-0 and
+    NaN are returned as they are."""
+    s, r, h = _exp_reduced(x)
+    y = ((s * r) * h + (h - 0.5)) * 2.0  # the factor 2 last: 2^n itself overflows where n = 1024
+    y = np.inf if x > _X_MAX else y
+    return x if (x != x or x == 0.0) else y
 
 
 # ------------------------------------------------------------------------------ elementwise kernels
@@ -431,6 +451,18 @@ def sigmoid_units(Z, A, j_start, j_stop):
             a[j] = one / (one + Z.dtype.type(exp_branch_free(-np.float64(z[j]))))
 
 
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def tanh_units(Z, A, j_start, j_stop):
+    """a = tanh(z) = -t / (t + 2) with t = e^(-2|z|) - 1, and z's sign, for units j_start <= j < j_stop of one
+    layer's block; Z, A (m, n). Vectorised as ``sigmoid_units`` (``np.tanh`` is one C-library call per value)."""
+    for x in range(Z.shape[0]):
+        z, a = Z[x, j_start:j_stop], A[x, j_start:j_stop]
+        for j in range(z.shape[0]):
+            v = np.float64(z[j])
+            t = expm1_branch_free(-2.0 * abs(v))
+            a[j] = Z.dtype.type(math.copysign(-t / (t + 2.0), v))
+
+
 @njit(cache=True)
 def activate_units(code, Z, A, j_start, j_stop):
     """a = sigma(z) for units j_start <= j < j_stop of one layer's block; Z, A (m, n).
@@ -439,9 +471,7 @@ def activate_units(code, Z, A, j_start, j_stop):
     if code == SIGMOID:
         sigmoid_units(Z, A, j_start, j_stop)
     elif code == TANH:
-        for x in range(m):
-            for j in range(j_start, j_stop):
-                A[x, j] = np.tanh(Z[x, j])
+        tanh_units(Z, A, j_start, j_stop)
     elif code == RELU:
         for x in range(m):
             for j in range(j_start, j_stop):
