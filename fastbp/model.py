@@ -434,8 +434,7 @@ class Trainer:
         try:
             self._prepare_epoch()
             model, none = self.model, np.zeros(0, np.int64)
-            sets = ([(self.X, self.Y)] if monitor_training else []) + ([self.validation] if self.validation else [])
-            for X, Y in sets:
+            for _, X, Y in self._evaluation_sets(monitor_training):
                 out = np.empty((0, model.sizes[-1]), dtype=model.dtype)
                 model._kernel("predict_into", model._theta, model._layout, *kernel_inputs(X), none,
                               model._workspace(EVAL_CHUNK), out, model._par_min())
@@ -513,15 +512,19 @@ class Trainer:
             self.epoch(order, bar.update, n_calls=50)
         return time.perf_counter() - start
 
+    def _evaluation_sets(self, monitor_training):
+        """The (name, X, Y) sets evaluated after every epoch: the training set when monitored, the validation set."""
+        sets = [("train", self.X, self.Y)] if monitor_training else []
+        if self.validation is not None:
+            sets.append(("val",) + self.validation)
+        return sets
+
     def _record(self, history, epoch, seconds, monitor_training, monitor_gradients):
         model = self.model
         history["epoch"].append(epoch)
         history["seconds"].append(seconds)
         history["eta"].append(float(self.hyper[kernels.ETA]))
-        sets = [("train", self.X, self.Y)] if monitor_training else []
-        if self.validation is not None:
-            sets.append(("val",) + self.validation)
-        for name, X, Y in sets:
+        for name, X, Y in self._evaluation_sets(monitor_training):
             out = model._forward(X)  # one pass gives both the cost and the accuracy
             cost = kernels.cost_sum(model._cost_code, out, Y, np.arange(X.shape[0])) / X.shape[0]
             history.setdefault(f"{name}_cost", []).append(cost)
