@@ -27,7 +27,9 @@ from llvmlite import ir
 from numba import njit, prange
 from numba.core import cgutils
 from numba.core import types as nbtypes
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
 
 from .activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from .activations import unused_f as custom_f
@@ -48,11 +50,30 @@ N_HYPER = 7
 
 
 # --------------------------------------------------------------------------------------------- views
+@intrinsic
+def matrix_view(typingctx, flat, start, n_rows, n_cols):
+    """flat[start : start + n_rows * n_cols] as a C-contiguous (n_rows, n_cols) view; flat is 1-D C-contiguous
+    and the caller guarantees the range lies inside it. What ``flat[a:b].reshape(...)`` gives, without its call
+    into Numba's C reshape helper (about 35 ns, and a batch of a small network takes some twenty views)."""
+    if not (isinstance(flat, nbtypes.Array) and flat.ndim == 1 and flat.layout == "C"):
+        return None
+    view = flat.copy(ndim=2, layout="C")
+
+    def codegen(context, builder, sig, args):
+        src = context.make_array(sig.args[0])(context, builder, args[0])
+        start, rows, cols = (context.cast(builder, v, t, nbtypes.intp) for v, t in zip(args[1:], sig.args[1:]))
+        out = context.make_array(view)(context, builder)
+        populate_array(out, data=builder.gep(src.data, [start]), shape=[rows, cols],
+                       strides=[builder.mul(cols, src.itemsize), src.itemsize], itemsize=src.itemsize,
+                       meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, view, out._getvalue())
+    return view(flat, start, n_rows, n_cols), codegen
+
+
 @njit(cache=True)
 def weight(theta, layout, l):
     """w^l as a (n_l, n_{l-1}) view of the flat vector ``theta``."""
-    n_out, n_in, o = layout[l, N], layout[l - 1, N], layout[l, W_OFF]
-    return theta[o:o + n_out * n_in].reshape((n_out, n_in))
+    return matrix_view(theta, layout[l, W_OFF], layout[l, N], layout[l - 1, N])
 
 
 @njit(cache=True)
@@ -68,7 +89,7 @@ def block(ws, layout, l, part, m):
     units = layout[-1, U_OFF] + layout[-1, N]
     m_max = ws.shape[0] // (3 * units)
     o = part * m_max * units + layout[l, U_OFF] * m_max
-    return ws[o:o + m * layout[l, N]].reshape((m, layout[l, N]))
+    return matrix_view(ws, o, m, layout[l, N])
 
 
 @njit(cache=True)

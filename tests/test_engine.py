@@ -196,3 +196,24 @@ def test_float32_within_float32_tolerance(rng):
     Trainer(net32, X, y, batch_size=10, eta=3.0).epoch(order)
     Trainer(net64, X, y, batch_size=10, eta=3.0).epoch(order)
     np.testing.assert_allclose(net32.params, net64.params, rtol=0, atol=F32_RTOL * np.abs(net64.params).max())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_weight_and_workspace_views_alias_the_flat_buffers(rng, dtype):
+    """kernels.weight / kernels.block build their views without reshape: same values and memory as NumPy's."""
+    from fastbp import kernels
+    net = MLP([7, 5, 3], dtype=dtype, seed=1)
+    theta, layout = net.params, net._layout
+    for l, (w, b) in enumerate(zip(net.weights, net.biases), start=1):
+        view = kernels.weight(theta, layout, l)
+        assert view.shape == w.shape and view.dtype == w.dtype and view.flags.c_contiguous
+        np.testing.assert_array_equal(view, w)
+        assert np.shares_memory(view, theta)
+        view[0, 0] += 1  # writes reach the model's parameters
+        assert w[0, 0] == view[0, 0]
+    m_max, units = 4, 5 + 3
+    ws = rng.random(3 * m_max * units).astype(dtype)
+    for l, n in ((1, 5), (2, 3)):
+        for part in (kernels.Z_PART, kernels.A_PART, kernels.DELTA_PART):
+            o = part * m_max * units + layout[l, kernels.U_OFF] * m_max
+            np.testing.assert_array_equal(kernels.block(ws, layout, l, part, 3), ws[o:o + 3 * n].reshape(3, n))
