@@ -389,6 +389,9 @@ backpropagate, backpropagate_par = serial_and_parallel(_backpropagate)
 # ``np.exp`` inside a Numba loop is one call into the C library per element (about 10 ns for a sigmoid at the
 # book's setup); this version has no call and no branch, so a loop over a row of units runs 4 (float64) or more
 # values per instruction: the sigmoid of a (10, 30) block measured 1.2 us against 2.8-3.1 us with ``np.exp``.
+# Two details below keep the vectorised loop short: n is read from the bits of a sum rather than converted from
+# float to integer (AVX2 has no 4-lane conversion, so LLVM did it one lane at a time), and the polynomial is a
+# shallow tree rather than one long chain; together 1.2-1.4x faster again (sigmoid of (10, 30) and (128, 256)).
 #
 # Method: exp(x) = 2^n exp(r) with n = round(x / ln 2) and r = x - n ln 2 (ln 2 split in two parts, so r is exact
 # to about 1e-20), |r| <= ln2 / 2; exp(r) by its Taylor polynomial to degree 13 (truncation error below 2e-17),
@@ -404,6 +407,7 @@ _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 = _LN2_HI + _LN2_LO; n * _LN2_HI is exact for |n| < 2^11
 _LN2_LO = 1.90821492927058770002e-10
 _X_MIN, _X_MAX = -708.0, 709.782712893384  # exp(_X_MAX) is the largest float64
+_ROUND_SHIFT = 6755399441055744.0  # 1.5 * 2^52
 
 
 @intrinsic
@@ -414,28 +418,35 @@ def _bits_as_float64(typingctx, bits):
     return nbtypes.float64(nbtypes.int64), codegen
 
 
+@intrinsic
+def _float64_bits(typingctx, x):
+    """The IEEE-754 bits of the float64 ``x`` as an int64."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(sig.return_type))
+    return nbtypes.int64(nbtypes.float64), codegen
+
+
 @njit(cache=True, fastmath={"contract"})
 def _exp_reduced(x):
     """(s, r, h) with exp(x) = 1 + s r exactly as far as the polynomial goes, times 2 h (h = 2^(n-1)); x is
     clamped to [_X_MIN, _X_MAX]."""
     xc = min(max(x, _X_MIN), _X_MAX)
-    n = np.floor(xc * _LOG2E + 0.5)
+    # n = x / ln 2 rounded to an integer by adding 1.5 * 2^52: the sum's low bits are then n itself (two's
+    # complement), read below without a float-to-integer conversion, which AVX2 lacks for 4 lanes.
+    t = xc * _LOG2E + _ROUND_SHIFT
+    n = t - _ROUND_SHIFT
     r = (xc - n * _LN2_HI) - n * _LN2_LO
-    s = 1.0 / 6227020800.0  # 1/13!, then Horner down to 1/1!: exp(r) = 1 + s r
-    s = s * r + 1.0 / 479001600.0
-    s = s * r + 1.0 / 39916800.0
-    s = s * r + 1.0 / 3628800.0
-    s = s * r + 1.0 / 362880.0
-    s = s * r + 1.0 / 40320.0
-    s = s * r + 1.0 / 5040.0
-    s = s * r + 1.0 / 720.0
-    s = s * r + 1.0 / 120.0
-    s = s * r + 1.0 / 24.0
-    s = s * r + 1.0 / 6.0
-    s = s * r + 0.5
-    s = s * r + 1.0
+    # s = sum_{i=0}^{12} r^i / (i+1)! (so exp(r) = 1 + s r): the terms from r^3 on by Estrin's scheme (pairs
+    # in a tree, three levels deep), the first three by Horner's rule, which keeps the last roundings small.
+    # Twelve dependent multiply-adds become six, so a vectorised loop overlaps more of its iterations.
+    r2 = r * r
+    r4 = r2 * r2
+    q0 = (1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5040.0))
+    q1 = (1.0 / 40320.0 + r * (1.0 / 362880.0)) + r2 * (1.0 / 3628800.0 + r * (1.0 / 39916800.0))
+    q2 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0)
+    s = 1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (q0 + r4 * (q1 + r4 * q2))))
     # 2^n as 2^(n-1) * 2: n reaches 1024 near the top of the range, one more than a float64 exponent holds.
-    return s, r, _bits_as_float64((np.int64(n) + 1022) << 52)
+    return s, r, _bits_as_float64((_float64_bits(t) + 1022) << 52)  # shifts out all but n + 1022
 
 
 @njit(cache=True, fastmath={"contract"})
