@@ -52,10 +52,11 @@ N_HYPER = 7
 # --------------------------------------------------------------------------------------------- views
 @intrinsic
 def matrix_view(typingctx, flat, start, n_rows, n_cols):
-    """flat[start : start + n_rows * n_cols] as a C-contiguous (n_rows, n_cols) view; flat is 1-D C-contiguous
-    and the caller guarantees the range lies inside it. What ``flat[a:b].reshape(...)`` gives, without its call
-    into Numba's C reshape helper (about 35 ns, and a batch of a small network takes some twenty views)."""
-    if not (isinstance(flat, nbtypes.Array) and flat.ndim == 1 and flat.layout == "C"):
+    """Values start .. start + n_rows * n_cols - 1 of the C-contiguous array ``flat`` (any shape, read in its
+    memory order) as a C-contiguous (n_rows, n_cols) view; the caller guarantees the range lies inside it. What
+    ``flat.ravel()[a:b].reshape(...)`` gives, without the calls into Numba's C reshape helper (about 35 ns each,
+    and a batch of a small network takes some twenty views)."""
+    if not (isinstance(flat, nbtypes.Array) and flat.layout == "C"):
         return None
     view = flat.copy(ndim=2, layout="C")
 
@@ -532,8 +533,12 @@ def activate_units(code, Z, A, j_start, j_stop):
 
 @njit(cache=True)
 def activate(code, Z, A):
-    """a = sigma(z) for one layer's block; Z, A (m, n)."""
-    activate_units(code, Z, A, 0, Z.shape[1])
+    """a = sigma(z) for one layer's block; Z, A (m, n) C-contiguous. Elementwise activations run over the block
+    as one row of m n values: a vectorised loop then has one remainder, not one per row."""
+    if code == SOFTMAX:
+        activate_units(code, Z, A, 0, Z.shape[1])
+    else:
+        activate_units(code, matrix_view(Z, 0, 1, Z.size), matrix_view(A, 0, 1, A.size), 0, Z.size)
 
 
 @njit(cache=True)
