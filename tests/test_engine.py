@@ -204,7 +204,7 @@ def test_weight_and_workspace_views_alias_the_flat_buffers(rng, dtype):
     from fastbp import kernels
     net = MLP([7, 5, 3], dtype=dtype, seed=1)
     theta, layout = net.params, net._layout
-    for l, (w, b) in enumerate(zip(net.weights, net.biases), start=1):
+    for l, w in enumerate(net.weights, start=1):
         view = kernels.weight(theta, layout, l)
         assert view.shape == w.shape and view.dtype == w.dtype and view.flags.c_contiguous
         np.testing.assert_array_equal(view, w)
