@@ -412,19 +412,15 @@ _ROUND_SHIFT = 6755399441055744.0  # 1.5 * 2^52
 
 
 @intrinsic
-def _bits_as_float64(typingctx, bits):
-    """The float64 whose IEEE-754 bits are the int64 ``bits``."""
+def _same_bits(typingctx, x):
+    """The int64 with the IEEE-754 bits of the float64 ``x``, or the float64 with the bits of the int64 ``x``."""
+    other = {nbtypes.float64: nbtypes.int64, nbtypes.int64: nbtypes.float64}.get(x)
+    if other is None:
+        return None
+
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], context.get_value_type(sig.return_type))
-    return nbtypes.float64(nbtypes.int64), codegen
-
-
-@intrinsic
-def _float64_bits(typingctx, x):
-    """The IEEE-754 bits of the float64 ``x`` as an int64."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], context.get_value_type(sig.return_type))
-    return nbtypes.int64(nbtypes.float64), codegen
+    return other(x), codegen
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -447,7 +443,7 @@ def _exp_reduced(x):
     q2 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0)
     s = 1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (q0 + r4 * (q1 + r4 * q2))))
     # 2^n as 2^(n-1) * 2: n reaches 1024 near the top of the range, one more than a float64 exponent holds.
-    return s, r, _bits_as_float64((_float64_bits(t) + 1022) << 52)  # shifts out all but n + 1022
+    return s, r, _same_bits((_same_bits(t) + 1022) << 52)  # the shift leaves only n + 1022
 
 
 @njit(cache=True, fastmath={"contract"})
