@@ -20,6 +20,7 @@ Conventions
 """
 import inspect
 import math
+import platform
 import types
 
 import numpy as np
@@ -824,19 +825,217 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
     activate_block(layout[1, ACT], Z, A, n_par_min)
 
 
+# ------------------------------------------------------------------------- one parallel region per epoch
+# Opening and closing a Numba parallel region costs 1.4-3.6 us on this machine's two cores (measured empty), about
+# as much as the serial work of a book-sized mini-batch above layer 1. A plain-SGD epoch can therefore run as
+# one region of P participants that meet at two barriers per mini-batch (0.1 us for both, measured):
+#   stage 1, by examples: layer 1's activation, eq. 25 through the layers above, BP1 and BP2 for a share of the
+#            mini-batch's examples (each example is independent of the others);
+#   stage 2, by units: BP3/BP4 updates a share of every layer's units, and layer 1's share computes its
+#            weighted input for the next mini-batch at the same time (``_update_and_forward_layer1``).
+# Every share is cut the same way whatever P is, out of the units as the other kernels compute them (pairs of
+# examples, groups of four units), so the bits do not depend on the thread count.
+#
+# A participant never waits for one that has not started: Numba may run a region's iterations one after another
+# (one thread, a nested region), so each share is claimed once with a compare-and-swap, by its owner or, while
+# the owner is absent, by whoever reaches it first; a barrier then waits only for shares already being computed.
+# Counters live 64 bytes apart (one cache line each) in an int64 array: the number of shares done, then per
+# participant "present" and the number of stages whose share has been claimed.
+_LINE = 8
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+def _counter_pointer(context, builder, sig, args):
+    a = context.make_array(sig.args[0])(context, builder, args[0])
+    return cgutils.get_item_pointer(context, builder, sig.args[0], a, [args[1]], wraparound=False)
+
+
+@intrinsic
+def _atomic_add(typingctx, counters, i, v):
+    """counters[i] += v atomically (sequentially consistent: writes before it are seen by whoever sees it)."""
+    def codegen(context, builder, sig, args):
+        return builder.atomic_rmw("add", _counter_pointer(context, builder, sig, args), args[2], "seq_cst")
+    return nbtypes.int64(counters, nbtypes.intp, nbtypes.int64), codegen
+
+
+@intrinsic
+def _atomic_claim(typingctx, counters, i, expected):
+    """counters[i] = expected + 1 if it equals ``expected``, atomically; whether it did."""
+    def codegen(context, builder, sig, args):
+        new = builder.add(args[2], ir.Constant(args[2].type, 1))
+        pair = builder.cmpxchg(_counter_pointer(context, builder, sig, args), args[2], new, "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+    return nbtypes.boolean(counters, nbtypes.intp, nbtypes.int64), codegen
+
+
+@intrinsic
+def _atomic_read(typingctx, counters, i):
+    """counters[i], read afresh from memory (acquire: what was written before it was stored is seen after)."""
+    def codegen(context, builder, sig, args):
+        return builder.load_atomic(_counter_pointer(context, builder, sig, args), "acquire", 8)
+    return nbtypes.int64(counters, nbtypes.intp), codegen
+
+
+@intrinsic
+def _spin_pause(typingctx):
+    """The CPU's spin-wait hint (x86 ``pause``), nothing elsewhere."""
+    def codegen(context, builder, sig, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+    return nbtypes.void(), codegen
+
+
+@njit(cache=True)
+def _claim(counters, n_parts, p, r, stage):
+    """Whether participant p computes participant r's share of ``stage``: its own share unless another took it
+    first, another's only while that one has not started, and each share once."""
+    if r != p and _atomic_read(counters, _LINE * (1 + r)) != 0:
+        return False
+    return _atomic_claim(counters, _LINE * (1 + n_parts + r), stage)
+
+
+@njit(cache=True)
+def _barrier(counters, n_done, target):
+    """Add this participant's n_done shares, then wait until ``target`` shares are done in all."""
+    _atomic_add(counters, 0, n_done)
+    while _atomic_read(counters, 0) < target:
+        _spin_pause()
+
+
+@njit(cache=True)
+def one_region_fits(layout, batch_size, itemsize, n_par_min):
+    """Whether ``train_batches_shared`` may run plain SGD's mini-batches of batch_size: layer 1's work reaches
+    n_par_min, and every layer takes a batch in one block of examples (``example_block``), as the other path
+    does, so that both compute every value the same way."""
+    if batch_size * layout[1, N] * layout[0, N] < n_par_min:
+        return False
+    for l in range(1, layout.shape[0]):
+        if example_block(batch_size, layout[l - 1, N], itemsize) < batch_size:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_parts):
+    """Stage 1 for share r of n_parts (pairs of examples, cut evenly): layer 1's activation (its z is in ``ws``),
+    eq. 25 through layers 2 .. L, BP1 and BP2 down to layer 1, for those rows of the ws blocks."""
+    m = rows.shape[0]
+    pairs = (m + 1) // 2
+    x0, x1 = 2 * (r * pairs // n_parts), min(2 * ((r + 1) * pairs // n_parts), m)
+    if x0 >= x1:
+        return
+    L = layout.shape[0] - 1
+    for l in range(1, L + 1):
+        Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
+        if l > 1:
+            weighted_input(weight(theta, layout, l), bias(theta, layout, l), block(ws, layout, l - 1, A_PART, m),
+                           1.0, ident[x0:x1], Z[x0:x1])
+        activate(layout[l, ACT], Z[x0:x1], A[x0:x1])
+    output_delta(layout[L, ACT], cost_code, block(ws, layout, L, Z_PART, m)[x0:x1],
+                 block(ws, layout, L, A_PART, m)[x0:x1], Y, rows[x0:x1], block(ws, layout, L, DELTA_PART, m)[x0:x1])
+    for l in range(L - 1, 0, -1):
+        delta = block(ws, layout, l, DELTA_PART, m)[x0:x1]
+        backpropagate(weight(theta, layout, l + 1), block(ws, layout, l + 1, DELTA_PART, m)[x0:x1], delta)
+        times_sigma_prime(layout[l, ACT], block(ws, layout, l, Z_PART, m)[x0:x1],
+                          block(ws, layout, l, A_PART, m)[x0:x1], delta)
+
+
+@njit(cache=True)
+def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, rows_next, rows_ahead, r, n_parts):
+    """Stage 2 for share r of n_parts (groups of four units of each layer, cut evenly): the SGD update (BP3,
+    BP4) of those units, and for layer 1's also their weighted input for the batch X[rows_next]."""
+    m = rows.shape[0]
+    for l in range(1, layout.shape[0]):
+        W, b = weight(theta, layout, l), bias(theta, layout, l)
+        delta = block(ws, layout, l, DELTA_PART, m)
+        n_out = W.shape[0]
+        n_groups = (n_out + 3) // 4
+        for g in range(r * n_groups // n_parts, (r + 1) * n_groups // n_parts):
+            j0, j1 = 4 * g, min(4 * g + 4, n_out)
+            if l == 1:
+                prefetch_share(X, rows_ahead, g, n_groups)
+                accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1)
+                weighted_input_units(W, b, X, x_scale, rows_next,
+                                     block(ws, layout, 1, Z_PART, rows_next.shape[0]), j0, j1)
+            else:
+                accumulate_bp34_units(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident[:m], scale, beta_w,
+                                      1.0, W, b, j0, j1)
+
+
+@njit(cache=True)
+def _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch,
+                 stop_batch, hyper, ws):
+    """Participant p's part of ``train_batches_shared``: each stage, its own share first, then those of
+    participants not started yet, then the barrier."""
+    _atomic_add(counters, _LINE * (1 + p), 1)
+    n = order.shape[0]
+    ident = np.arange(batch_size)
+    stage = 0
+    for batch in range(first_batch, stop_batch):
+        rows = order[batch * batch_size:min((batch + 1) * batch_size, n)]
+        done = 0
+        for k in range(n_parts):
+            r = (p + k) % n_parts
+            if _claim(counters, n_parts, p, r, stage):
+                _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_parts)
+                done += 1
+        stage += 1
+        _barrier(counters, done, n_parts * stage)
+        scale, beta_w = -hyper[ETA] / rows.shape[0], 1.0 - hyper[ETA] * hyper[L2]
+        next_start = (batch + 1) * batch_size if batch + 1 < stop_batch else n
+        rows_next = order[next_start:min(next_start + batch_size, n)]
+        ahead_start = (batch + 2) * batch_size if batch + 2 < stop_batch else n
+        rows_ahead = order[ahead_start:min(ahead_start + batch_size, n)]
+        done = 0
+        for k in range(n_parts):
+            r = (p + k) % n_parts
+            if _claim(counters, n_parts, p, r, stage):
+                _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, rows_next, rows_ahead, r,
+                              n_parts)
+                done += 1
+        stage += 1
+        _barrier(counters, done, n_parts * stage)
+
+
+def _train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
+                          hyper, ws, n_parts):
+    """Plain SGD over mini-batches first_batch .. stop_batch-1 (as ``train_epoch``) in one parallel region of
+    n_parts participants; layer 1's z for the first of them must be in ``ws`` already. Same results, bit for
+    bit, as ``train_epoch``'s other path, for any n_parts and any number of threads."""
+    counters = np.zeros(_LINE * (1 + 2 * n_parts), np.int64)
+    for p in prange(n_parts):
+        _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch,
+                     stop_batch, hyper, ws)
+
+
+train_batches_shared = njit(cache=True, parallel=True)(_train_batches_shared)
+
+
 @njit(cache=True)
 def train_epoch(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch, opt, hyper,
-                grad, state, ws, n_par_min):
+                grad, state, ws, n_par_min, n_threads):
     """Mini-batches first_batch .. stop_batch-1 of one epoch, taken from X[order] in consecutive chunks of
     batch_size (the last one may be smaller), each followed by its parameter update.
 
     Plain SGD fuses the update into BP4: w -> (1 - eta lmbda/n) w - eta/m sum_x delta^x (a^x)^T, b likewise,
     exactly the book's rule; layer 1's update is also fused with its feedforward for the next mini-batch
-    (``update_and_forward_layer1``). Other optimizers go through ``grad`` (theta's layout) and
-    ``optimizer_step``.
+    (``update_and_forward_layer1``), and on several threads the whole call is one parallel region when it fits
+    (``train_batches_shared``, with n_threads participants). Other optimizers go through ``grad`` (theta's
+    layout) and ``optimizer_step``.
     """
     n = order.shape[0]
     fused = opt == SGD and layout.shape[0] > 2
+    if fused and first_batch < stop_batch and n_threads > 1 and \
+            one_region_fits(layout, batch_size, theta.itemsize, n_par_min):
+        rows = order[first_batch * batch_size:min((first_batch + 1) * batch_size, n)]
+        layer_forward(weight(theta, layout, 1), bias(theta, layout, 1), X, x_scale, rows,
+                      block(ws, layout, 1, Z_PART, rows.shape[0]), n_par_min)
+        train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
+                             hyper, ws, n_threads)
+        return
     if fused and first_batch < stop_batch:
         feedforward(theta, layout, X, x_scale, order[first_batch * batch_size:(first_batch + 1) * batch_size], ws,
                     n_par_min, 1, 1)
@@ -892,10 +1091,12 @@ def total_cost(theta, layout, cost_code, X, x_scale, Y, rows, ws, n_par_min):
 # user's functions are inlined at kernel speed; every other model uses the cached versions above.
 SPECIALIZED = ("activate_units", "activate", "times_sigma_prime", "activate_block", "times_sigma_prime_block",
                "output_delta", "feedforward", "backward", "batch_gradient",
-               "update_layer1_and_forward", "train_epoch", "predict_into", "total_cost")
+               "update_layer1_and_forward", "_forward_and_back_share", "_participant", "train_epoch",
+               "predict_into", "total_cost")
 # Plain functions that reach it too: {source: ((compiled name, parallel), ...)}.
 SPECIALIZED_PLAIN = {"_activate_rows": (("activate_par", True),),
-                     "_times_sigma_prime_rows": (("times_sigma_prime_par", True),)}
+                     "_times_sigma_prime_rows": (("times_sigma_prime_par", True),),
+                     "_train_batches_shared": (("train_batches_shared", True),)}
 # Their source, read once now: the file on disk may change later (an upgrade, an edit) while this module runs.
 _SOURCES = {name: inspect.getsource(getattr(globals()[name], "py_func", globals()[name]))
             for name in SPECIALIZED + tuple(SPECIALIZED_PLAIN)}

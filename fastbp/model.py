@@ -374,7 +374,7 @@ class Trainer:
         for first, stop in zip(bounds[:-1], bounds[1:]):
             m._kernel("train_epoch", m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y, order,
                       self.batch_size, first, stop, self.opt, self.hyper, self.grad, self.state, self.ws,
-                      m._par_min())
+                      m._par_min(), m.n_threads)
             if on_progress is not None:
                 on_progress(min(stop * self.batch_size, order.shape[0]) - min(first * self.batch_size,
                                                                               order.shape[0]))
@@ -451,7 +451,7 @@ class Trainer:
         m = self.model
         m._kernel("train_epoch", m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y,
                   np.zeros(0, np.int64), self.batch_size, 0, 0, self.opt, self.hyper, self.grad, self.state, self.ws,
-                  m._par_min())
+                  m._par_min(), m.n_threads)
 
     def _resume(self, path, settings):
         """The RunState of the checkpoint at ``path`` with its state moved into this trainer; None without one."""

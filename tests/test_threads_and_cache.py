@@ -30,6 +30,62 @@ def test_same_seed_same_bits_whatever_the_thread_count(rng, dtype, optimizer, ba
         np.testing.assert_array_equal(one, two)
 
 
+# (sizes, activation, cost, batch_size, n): odd mini-batches with a short last one; more participants than
+# pairs of examples (some shares are empty); a softmax output; integer-coded inputs; a user-defined activation.
+ONE_REGION_CASES = [
+    ([20, 9, 7, 3], "sigmoid", "quadratic", 7, 52, False),
+    ([12, 6, 5], ["tanh", "softmax"], "log-likelihood", 4, 30, False),
+    ([16, 8, 4], ["relu", "sigmoid"], "cross-entropy", 6, 40, True),
+    ([10, 5, 3], "custom", "quadratic", 5, 23, False),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", ONE_REGION_CASES, ids=lambda c: "-".join(map(str, c[0])))
+def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case):
+    """train_epoch's one-region path (participants meeting at barriers, kernels.train_batches_shared) against
+    its one-thread path: the same bits for 2, 3 and 5 participants, on two threads and on one (where the
+    participants run one after another, the first taking the shares of those not started), and when an epoch
+    is split into several calls (as for a progress bar)."""
+    from conftest import softplus, softplus_prime
+    from fastbp import ScaledInputs, kernels
+    from fastbp.inputs import kernel_inputs
+
+    sizes, activation, cost, batch_size, n, integers = case
+    if activation == "custom":
+        activation = [(softplus, softplus_prime), "sigmoid"]
+    net = MLP(sizes, activation=activation, cost=cost, dtype=dtype, seed=3)
+    X = rng.random((n, sizes[0]))
+    X = ScaledInputs(rng.integers(0, 256, X.shape, dtype=np.uint8), 1 / 255) if integers else X.astype(dtype)
+    Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
+    order = rng.permutation(n)
+    hyper = np.zeros(kernels.N_HYPER)
+    hyper[kernels.ETA], hyper[kernels.L2] = 0.5, 1e-3
+    n_batches = -(-n // batch_size)
+    assert kernels.one_region_fits(net._layout, batch_size, net._theta.itemsize, 0)
+
+    def train(n_threads, n_parts, splits=(0, n_batches)):
+        theta = net._theta.copy()
+        ws = np.empty(3 * batch_size * sum(sizes[1:]), dtype)
+        par_min = 0 if n_parts > 1 else np.iinfo(np.int64).max
+        numba.set_num_threads(n_threads)
+        try:
+            for first, stop in zip(splits[:-1], splits[1:]):
+                net._kernel("train_epoch", theta, net._layout, net._cost_code, *kernel_inputs(X), Y, order,
+                            batch_size, first, stop, kernels.SGD, hyper, np.zeros_like(theta),
+                            np.zeros((2, 1), dtype), ws, par_min, n_parts)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        return theta
+
+    reference = train(1, 1)
+    assert np.isfinite(reference).all() and not np.array_equal(reference, net._theta)
+    for n_threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+        for n_parts in (2, 3, 5):
+            np.testing.assert_array_equal(train(n_threads, n_parts), reference, err_msg=f"{n_threads} {n_parts}")
+    np.testing.assert_array_equal(train(numba.config.NUMBA_NUM_THREADS, 2, (0, 1, 3, n_batches)), reference)
+
+
 def test_default_threads_order(monkeypatch):
     monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
