@@ -1009,7 +1009,7 @@ def _train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_
     bit, as ``train_epoch``'s other path, for any n_parts and any number of threads."""
     counters = np.zeros(_LINE * (1 + 2 * n_parts), np.int64)
     for p in prange(n_parts):
-        _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch,
+        _participant(np.int64(p), n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch,
                      stop_batch, hyper, ws)
 
 
@@ -1017,27 +1017,34 @@ train_batches_shared = njit(cache=True, parallel=True)(_train_batches_shared)
 
 
 @njit(cache=True)
+def train_epoch_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch, hyper,
+                       ws, n_par_min, n_threads):
+    """``train_epoch`` for plain SGD (same arguments, less the other optimizers' ones) in one parallel region of
+    n_threads participants, where ``one_region_fits``: the same results, bit for bit. A separate entry point,
+    so that a process that does not use it never compiles it (it adds about a third to the cold compile)."""
+    n = order.shape[0]
+    if first_batch >= stop_batch:
+        return
+    rows = order[first_batch * batch_size:min((first_batch + 1) * batch_size, n)]
+    layer_forward(weight(theta, layout, 1), bias(theta, layout, 1), X, x_scale, rows,
+                  block(ws, layout, 1, Z_PART, rows.shape[0]), n_par_min)
+    train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
+                         hyper, ws, n_threads)
+
+
+@njit(cache=True)
 def train_epoch(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch, opt, hyper,
-                grad, state, ws, n_par_min, n_threads):
+                grad, state, ws, n_par_min):
     """Mini-batches first_batch .. stop_batch-1 of one epoch, taken from X[order] in consecutive chunks of
     batch_size (the last one may be smaller), each followed by its parameter update.
 
     Plain SGD fuses the update into BP4: w -> (1 - eta lmbda/n) w - eta/m sum_x delta^x (a^x)^T, b likewise,
     exactly the book's rule; layer 1's update is also fused with its feedforward for the next mini-batch
-    (``update_and_forward_layer1``), and on several threads the whole call is one parallel region when it fits
-    (``train_batches_shared``, with n_threads participants). Other optimizers go through ``grad`` (theta's
-    layout) and ``optimizer_step``.
+    (``update_and_forward_layer1``); on several threads ``train_epoch_shared`` is faster where it applies.
+    Other optimizers go through ``grad`` (theta's layout) and ``optimizer_step``.
     """
     n = order.shape[0]
     fused = opt == SGD and layout.shape[0] > 2
-    if fused and first_batch < stop_batch and n_threads > 1 and \
-            one_region_fits(layout, batch_size, theta.itemsize, n_par_min):
-        rows = order[first_batch * batch_size:min((first_batch + 1) * batch_size, n)]
-        layer_forward(weight(theta, layout, 1), bias(theta, layout, 1), X, x_scale, rows,
-                      block(ws, layout, 1, Z_PART, rows.shape[0]), n_par_min)
-        train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
-                             hyper, ws, n_threads)
-        return
     if fused and first_batch < stop_batch:
         feedforward(theta, layout, X, x_scale, order[first_batch * batch_size:(first_batch + 1) * batch_size], ws,
                     n_par_min, 1, 1)
@@ -1093,7 +1100,7 @@ def total_cost(theta, layout, cost_code, X, x_scale, Y, rows, ws, n_par_min):
 # user's functions are inlined at kernel speed; every other model uses the cached versions above.
 SPECIALIZED = ("activate_units", "activate", "times_sigma_prime", "activate_block", "times_sigma_prime_block",
                "output_delta", "feedforward", "backward", "batch_gradient",
-               "update_layer1_and_forward", "_forward_and_back_share", "_participant", "train_epoch",
+               "update_layer1_and_forward", "_forward_and_back_share", "_participant", "train_epoch", "train_epoch_shared",
                "predict_into", "total_cost")
 # Plain functions that reach it too: {source: ((compiled name, parallel), ...)}.
 SPECIALIZED_PLAIN = {"_activate_rows": (("activate_par", True),),

@@ -372,9 +372,7 @@ class Trainer:
         n_batches = -(-order.shape[0] // self.batch_size)
         bounds = np.linspace(0, n_batches, min(n_calls, n_batches) + 1).astype(np.int64)
         for first, stop in zip(bounds[:-1], bounds[1:]):
-            m._kernel("train_epoch", m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y, order,
-                      self.batch_size, first, stop, self.opt, self.hyper, self.grad, self.state, self.ws,
-                      m._par_min(), m.n_threads)
+            self._train_batches(order, first, stop)
             if on_progress is not None:
                 on_progress(min(stop * self.batch_size, order.shape[0]) - min(first * self.batch_size,
                                                                               order.shape[0]))
@@ -448,10 +446,19 @@ class Trainer:
 
     def _prepare_epoch(self):
         """``epoch``'s kernels on no mini-batches."""
+        self._train_batches(np.zeros(0, np.int64), 0, 0)
+
+    def _train_batches(self, order, first, stop):
+        """Mini-batches first .. stop-1 of X[order], each followed by its update: in one parallel region when
+        that applies (``kernels.train_epoch_shared``), else ``kernels.train_epoch``."""
         m = self.model
-        m._kernel("train_epoch", m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y,
-                  np.zeros(0, np.int64), self.batch_size, 0, 0, self.opt, self.hyper, self.grad, self.state, self.ws,
-                  m._par_min(), m.n_threads)
+        head = (m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y, order, self.batch_size, first,
+                stop)
+        if self.opt == kernels.SGD and m.num_layers > 2 and m.n_threads > 1 and \
+                kernels.one_region_fits(m._layout, self.batch_size, m._theta.itemsize, m._par_min()):
+            m._kernel("train_epoch_shared", *head, self.hyper, self.ws, m._par_min(), m.n_threads)
+        else:
+            m._kernel("train_epoch", *head, self.opt, self.hyper, self.grad, self.state, self.ws, m._par_min())
 
     def _resume(self, path, settings):
         """The RunState of the checkpoint at ``path`` with its state moved into this trainer; None without one."""

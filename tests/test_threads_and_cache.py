@@ -43,8 +43,8 @@ ONE_REGION_CASES = [
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", ONE_REGION_CASES, ids=lambda c: "-".join(map(str, c[0])))
 def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case):
-    """train_epoch's one-region path (participants meeting at barriers, kernels.train_batches_shared) against
-    its one-thread path: the same bits for 2, 3 and 5 participants, on two threads and on one (where the
+    """train_epoch_shared (one parallel region, participants meeting at barriers) against train_epoch's
+    one-thread path: the same bits for 2, 3 and 5 participants, on two threads and on one (where the
     participants run one after another, the first taking the shares of those not started), and when an epoch
     is split into several calls (as for a progress bar)."""
     from conftest import softplus, softplus_prime
@@ -67,13 +67,15 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
     def train(n_threads, n_parts, splits=(0, n_batches)):
         theta = net._theta.copy()
         ws = np.empty(3 * batch_size * sum(sizes[1:]), dtype)
-        par_min = 0 if n_parts > 1 else np.iinfo(np.int64).max
         numba.set_num_threads(n_threads)
         try:
             for first, stop in zip(splits[:-1], splits[1:]):
-                net._kernel("train_epoch", theta, net._layout, net._cost_code, *kernel_inputs(X), Y, order,
-                            batch_size, first, stop, kernels.SGD, hyper, np.zeros_like(theta),
-                            np.zeros((2, 1), dtype), ws, par_min, n_parts)
+                head = (theta, net._layout, net._cost_code, *kernel_inputs(X), Y, order, batch_size, first, stop)
+                if n_parts > 1:
+                    net._kernel("train_epoch_shared", *head, hyper, ws, 0, n_parts)
+                else:
+                    net._kernel("train_epoch", *head, kernels.SGD, hyper, np.zeros_like(theta),
+                                np.zeros((2, 1), dtype), ws, np.iinfo(np.int64).max)
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         return theta
@@ -138,20 +140,25 @@ def test_serial_and_parallel_kernels_do_not_share_a_cache(tmp_path):
         assert not any(b"do_scheduling" in f.read_bytes() for f in serial), name
 
 
-@pytest.mark.parametrize("trainer_kind", ["single", "mpi"])
+@pytest.mark.parametrize("trainer_kind", ["single", "mpi", "one-region"])
 def test_prepare_compiles_every_kernel_an_epoch_needs_and_changes_nothing(rng, trainer_kind, monkeypatch):
     """After Trainer.prepare, training and its per-epoch evaluation compile nothing (so no epoch's time includes
     compilation). The model uses a user-defined activation: its kernels are compiled afresh in this process, so
-    any kernel that prepare missed would be compiled inside an epoch and show up here."""
+    any kernel that prepare missed would be compiled inside an epoch and show up here. "one-region": plain SGD
+    on two threads with layer 1 large enough for kernels.train_epoch_shared."""
     from numba.core import event
 
     from conftest import softplus, softplus_prime
     from fastbp.model import Trainer
 
-    X, y = rng.random((30, 6)), rng.integers(0, 3, 30)
-    Xv, yv = rng.random((9, 6)), rng.integers(0, 3, 9)
-    model = MLP([6, 5, 3], activation=[(softplus, softplus_prime), "sigmoid"], seed=0, n_threads=1)
-    options = dict(batch_size=4, eta=0.1, validation_data=(Xv, yv), optimizer="momentum", momentum=0.5)
+    n_in, n_threads, optimizer = (200, 2, "sgd") if trainer_kind == "one-region" else (6, 1, "momentum")
+    if n_threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("numba's pool has one thread here")
+    X, y = rng.random((30, n_in)), rng.integers(0, 3, 30)
+    Xv, yv = rng.random((9, n_in)), rng.integers(0, 3, 9)
+    model = MLP([n_in, 40, 3], activation=[(softplus, softplus_prime), "sigmoid"], seed=0, n_threads=n_threads)
+    options = dict(batch_size=10, eta=0.1, validation_data=(Xv, yv), optimizer=optimizer,
+                   momentum=0.0 if optimizer == "sgd" else 0.5)
     if trainer_kind == "mpi":
         mpi = pytest.importorskip("fastbp.mpi", reason="mpi4py is not installed (pip install fastbp[mpi])")
         trainer = mpi._MPITrainer(mpi.MPI.COMM_WORLD, model, X, y, **options)
@@ -161,11 +168,13 @@ def test_prepare_compiles_every_kernel_an_epoch_needs_and_changes_nothing(rng, t
     with event.install_recorder("numba:compile") as compiled:
         trainer.prepare(monitor_training=True, monitor_gradients=True)
     assert compiled.buffer, "the model's kernels were expected to compile here"
+    entry = {"single": "train_epoch", "mpi": "batch_gradient", "one-region": "train_epoch_shared"}[trainer_kind]
+    assert entry in {ev.data["dispatcher"].py_func.__name__ for _, ev in compiled.buffer}
     for a, b in zip(before, (model._theta, trainer.state, trainer.hyper, trainer.grad)):
         np.testing.assert_array_equal(a, b)
     monkeypatch.setattr(trainer, "prepare", lambda *args, **kwargs: 0.0)  # run() would call it again
     with event.install_recorder("numba:compile") as compiled:
         history = trainer.run(2, shuffle=True, early_stopping=None, halve_eta_after=None, min_eta_fraction=0.0,
                               monitor_training=True, monitor_gradients=True, progress=False, callback=None)
-    assert not compiled.buffer, [e.data["dispatcher"] for e in compiled.buffer]
+    assert not compiled.buffer, [ev.data["dispatcher"] for _, ev in compiled.buffer]
     assert history["epoch"] == [1, 2] and not np.array_equal(model._theta, before[0])
