@@ -845,7 +845,13 @@ _LINE = 8
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
+def _is_counters(t):
+    """Whether t is the type of a 1-D int64 array, the only one the counter intrinsics take."""
+    return isinstance(t, nbtypes.Array) and t.dtype == nbtypes.int64 and t.ndim == 1
+
+
 def _counter_pointer(context, builder, sig, args):
+    """The address of counters[i] for an intrinsic called as f(counters, i, ...)."""
     a = context.make_array(sig.args[0])(context, builder, args[0])
     return cgutils.get_item_pointer(context, builder, sig.args[0], a, [args[1]], wraparound=False)
 
@@ -853,6 +859,9 @@ def _counter_pointer(context, builder, sig, args):
 @intrinsic
 def _atomic_add(typingctx, counters, i, v):
     """counters[i] += v atomically (sequentially consistent: writes before it are seen by whoever sees it)."""
+    if not _is_counters(counters):
+        return None
+
     def codegen(context, builder, sig, args):
         return builder.atomic_rmw("add", _counter_pointer(context, builder, sig, args), args[2], "seq_cst")
     return nbtypes.int64(counters, nbtypes.intp, nbtypes.int64), codegen
@@ -861,6 +870,9 @@ def _atomic_add(typingctx, counters, i, v):
 @intrinsic
 def _atomic_claim(typingctx, counters, i, expected):
     """counters[i] = expected + 1 if it equals ``expected``, atomically; whether it did."""
+    if not _is_counters(counters):
+        return None
+
     def codegen(context, builder, sig, args):
         new = builder.add(args[2], ir.Constant(args[2].type, 1))
         pair = builder.cmpxchg(_counter_pointer(context, builder, sig, args), args[2], new, "seq_cst", "seq_cst")
@@ -871,6 +883,9 @@ def _atomic_claim(typingctx, counters, i, expected):
 @intrinsic
 def _atomic_read(typingctx, counters, i):
     """counters[i], read afresh from memory (acquire: what was written before it was stored is seen after)."""
+    if not _is_counters(counters):
+        return None
+
     def codegen(context, builder, sig, args):
         return builder.load_atomic(_counter_pointer(context, builder, sig, args), "acquire", 8)
     return nbtypes.int64(counters, nbtypes.intp), codegen

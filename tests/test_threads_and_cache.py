@@ -30,8 +30,9 @@ def test_same_seed_same_bits_whatever_the_thread_count(rng, dtype, optimizer, ba
         np.testing.assert_array_equal(one, two)
 
 
-# (sizes, activation, cost, batch_size, n): odd mini-batches with a short last one; more participants than
-# pairs of examples (some shares are empty); a softmax output; integer-coded inputs; a user-defined activation.
+# (sizes, activation, cost, batch_size, n, 8-bit inputs): odd mini-batches with a short last one; more
+# participants than pairs of examples (some shares are empty); a softmax output; 8-bit inputs; a user-defined
+# activation.
 ONE_REGION_CASES = [
     ([20, 9, 7, 3], "sigmoid", "quadratic", 7, 52, False),
     ([12, 6, 5], ["tanh", "softmax"], "log-likelihood", 4, 30, False),
