@@ -311,6 +311,16 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b):
                                   min(4 * g + 4, n_out))
 
 
+@njit(cache=True)
+def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, n_groups):
+    """Group g of n_groups (units 4g .. 4g+3) of ``_update_and_forward_layer1``; it also asks for its part of the
+    inputs X[rows_ahead]."""
+    j0, j1 = 4 * g, min(4 * g + 4, W.shape[0])
+    prefetch_share(X, rows_ahead, g, n_groups)
+    accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1)
+    weighted_input_units(W, b, X, x_scale, rows_next, Z, j0, j1)
+
+
 def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead):
     """Layer 1's SGD update for this batch fused with its weighted input for the next one:
 
@@ -322,13 +332,9 @@ def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, row
     only by the iteration that owns it, so one parallel region covers layer 1's update and its next forward
     pass, and meanwhile asks for the inputs X[rows_ahead] of the batch after next.
     """
-    n_out = W.shape[0]
-    n_groups = (n_out + 3) // 4
+    n_groups = (W.shape[0] + 3) // 4
     for g in prange(n_groups):
-        j0, j1 = 4 * g, min(4 * g + 4, n_out)
-        prefetch_share(X, rows_ahead, g, n_groups)
-        accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1)
-        weighted_input_units(W, b, X, x_scale, rows_next, Z, j0, j1)
+        update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, n_groups)
 
 
 def _backpropagate(W_next, delta_next, delta):
@@ -965,21 +971,19 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
     """Stage 2 for share r of n_parts (groups of four units of each layer, cut evenly): the SGD update (BP3,
     BP4) of those units, and for layer 1's also their weighted input for the batch X[rows_next]."""
     m = rows.shape[0]
+    Z_next = block(ws, layout, 1, Z_PART, rows_next.shape[0])
     for l in range(1, layout.shape[0]):
         W, b = weight(theta, layout, l), bias(theta, layout, l)
         delta = block(ws, layout, l, DELTA_PART, m)
         n_out = W.shape[0]
         n_groups = (n_out + 3) // 4
         for g in range(r * n_groups // n_parts, (r + 1) * n_groups // n_parts):
-            j0, j1 = 4 * g, min(4 * g + 4, n_out)
             if l == 1:
-                prefetch_share(X, rows_ahead, g, n_groups)
-                accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1)
-                weighted_input_units(W, b, X, x_scale, rows_next,
-                                     block(ws, layout, 1, Z_PART, rows_next.shape[0]), j0, j1)
+                update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next, rows_ahead,
+                                         g, n_groups)
             else:
                 accumulate_bp34_units(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident[:m], scale, beta_w,
-                                      1.0, W, b, j0, j1)
+                                      1.0, W, b, 4 * g, min(4 * g + 4, n_out))
 
 
 @njit(cache=True)
@@ -988,11 +992,10 @@ def _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, 
     """Participant p's part of ``train_batches_shared``: each stage, its own share first, then those of
     participants not started yet, then the barrier."""
     _atomic_add(counters, _LINE * (1 + p), 1)
-    n = order.shape[0]
     ident = np.arange(batch_size)
     stage = 0
     for batch in range(first_batch, stop_batch):
-        rows = order[batch * batch_size:min((batch + 1) * batch_size, n)]
+        rows, rows_next, rows_ahead = batch_rows(order, batch_size, batch, stop_batch)
         done = 0
         for k in range(n_parts):
             r = (p + k) % n_parts
@@ -1002,10 +1005,6 @@ def _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, 
         stage += 1
         _barrier(counters, done, n_parts * stage)
         scale, beta_w = -hyper[ETA] / rows.shape[0], 1.0 - hyper[ETA] * hyper[L2]
-        next_start = (batch + 1) * batch_size if batch + 1 < stop_batch else n
-        rows_next = order[next_start:min(next_start + batch_size, n)]
-        ahead_start = (batch + 2) * batch_size if batch + 2 < stop_batch else n
-        rows_ahead = order[ahead_start:min(ahead_start + batch_size, n)]
         done = 0
         for k in range(n_parts):
             r = (p + k) % n_parts
@@ -1037,14 +1036,24 @@ def train_epoch_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_siz
     """``train_epoch`` for plain SGD (same arguments, less the other optimizers' ones) in one parallel region of
     n_threads participants, where ``one_region_fits``: the same results, bit for bit. A separate entry point,
     so that a process that does not use it never compiles it (it adds about a third to the cold compile)."""
-    n = order.shape[0]
     if first_batch >= stop_batch:
         return
-    rows = order[first_batch * batch_size:min((first_batch + 1) * batch_size, n)]
+    rows = batch_rows(order, batch_size, first_batch, stop_batch)[0]
     layer_forward(weight(theta, layout, 1), bias(theta, layout, 1), X, x_scale, rows,
                   block(ws, layout, 1, Z_PART, rows.shape[0]), n_par_min)
     train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
                          hyper, ws, n_threads)
+
+
+@njit(cache=True)
+def batch_rows(order, batch_size, batch, stop_batch):
+    """The rows of X[order] in mini-batch ``batch``, in the next one and in the one after (empty from
+    stop_batch on): the batch to train, the one whose layer-1 z to compute, the one whose inputs to prefetch."""
+    n = order.shape[0]
+    next_start = (batch + 1) * batch_size if batch + 1 < stop_batch else n
+    ahead_start = (batch + 2) * batch_size if batch + 2 < stop_batch else n
+    return (order[batch * batch_size:min((batch + 1) * batch_size, n)],
+            order[next_start:min(next_start + batch_size, n)], order[ahead_start:min(ahead_start + batch_size, n)])
 
 
 @njit(cache=True)
@@ -1058,23 +1067,18 @@ def train_epoch(theta, layout, cost_code, X, x_scale, Y, order, batch_size, firs
     (``update_and_forward_layer1``); on several threads ``train_epoch_shared`` is faster where it applies.
     Other optimizers go through ``grad`` (theta's layout) and ``optimizer_step``.
     """
-    n = order.shape[0]
     fused = opt == SGD and layout.shape[0] > 2
     if fused and first_batch < stop_batch:
-        feedforward(theta, layout, X, x_scale, order[first_batch * batch_size:(first_batch + 1) * batch_size], ws,
+        feedforward(theta, layout, X, x_scale, batch_rows(order, batch_size, first_batch, stop_batch)[0], ws,
                     n_par_min, 1, 1)
     for batch in range(first_batch, stop_batch):
-        rows = order[batch * batch_size:min((batch + 1) * batch_size, n)]
+        rows, rows_next, rows_ahead = batch_rows(order, batch_size, batch, stop_batch)
         m = rows.shape[0]
         feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, 2 if fused else 1)
         backward(theta, layout, cost_code, Y, rows, ws, n_par_min)
         if fused:
             scale, beta_w = -hyper[ETA] / m, 1.0 - hyper[ETA] * hyper[L2]
             add_gradient(theta, layout, X, x_scale, rows, ws, scale, beta_w, 1.0, n_par_min, 2)
-            next_start = (batch + 1) * batch_size if batch + 1 < stop_batch else n
-            rows_next = order[next_start:min(next_start + batch_size, n)]
-            ahead_start = (batch + 2) * batch_size if batch + 2 < stop_batch else n
-            rows_ahead = order[ahead_start:min(ahead_start + batch_size, n)]
             update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w, rows_next, rows_ahead,
                                       n_par_min)
         elif opt == SGD:

@@ -368,7 +368,6 @@ class Trainer:
 
     def epoch(self, order, on_progress=None, n_calls=1):
         """One epoch over X[order]; the kernel is called n_calls times so that on_progress(rows) can report."""
-        m = self.model
         n_batches = -(-order.shape[0] // self.batch_size)
         bounds = np.linspace(0, n_batches, min(n_calls, n_batches) + 1).astype(np.int64)
         for first, stop in zip(bounds[:-1], bounds[1:]):
