@@ -832,7 +832,7 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
 
 
 # ------------------------------------------------------------------------- one parallel region per epoch
-# Opening and closing a Numba parallel region costs 1.4-3.6 us on this machine's two cores (measured empty), about
+# Opening and closing a Numba parallel region costs 1.4-3.6 us on a 2-core AMD EPYC (measured empty), about
 # as much as the serial work of a book-sized mini-batch above layer 1. A plain-SGD epoch can therefore run as
 # one region of P participants that meet at two barriers per mini-batch (0.1 us for both, measured):
 #   stage 1, by examples: layer 1's activation, eq. 25 through the layers above, BP1 and BP2 for a share of the
@@ -1023,8 +1023,8 @@ def _train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_
     bit, as ``train_epoch``'s other path, for any n_parts and any number of threads."""
     counters = np.zeros(_LINE * (1 + 2 * n_parts), np.int64)
     for p in prange(n_parts):
-        _participant(np.int64(p), n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch,
-                     stop_batch, hyper, ws)
+        _participant(np.int64(p), n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size,
+                     first_batch, stop_batch, hyper, ws)
 
 
 train_batches_shared = njit(cache=True, parallel=True)(_train_batches_shared)
@@ -1118,9 +1118,9 @@ def total_cost(theta, layout, cost_code, X, x_scale, Y, rows, ws, n_par_min):
 # model with a user-defined (f, f_prime) they are compiled again with those globals bound to the pair, so the
 # user's functions are inlined at kernel speed; every other model uses the cached versions above.
 SPECIALIZED = ("activate_units", "activate", "times_sigma_prime", "activate_block", "times_sigma_prime_block",
-               "output_delta", "feedforward", "backward", "batch_gradient",
-               "update_layer1_and_forward", "_forward_and_back_share", "_participant", "train_epoch", "train_epoch_shared",
-               "predict_into", "total_cost")
+               "output_delta", "feedforward", "backward", "batch_gradient", "update_layer1_and_forward",
+               "_forward_and_back_share", "_participant", "train_epoch", "train_epoch_shared", "predict_into",
+               "total_cost")
 # Plain functions that reach it too: {source: ((compiled name, parallel), ...)}.
 SPECIALIZED_PLAIN = {"_activate_rows": (("activate_par", True),),
                      "_times_sigma_prime_rows": (("times_sigma_prime_par", True),),
