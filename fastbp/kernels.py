@@ -312,11 +312,12 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b):
 
 
 @njit(cache=True)
-def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, n_groups):
-    """Group g of n_groups (units 4g .. 4g+3) of ``_update_and_forward_layer1``; it also asks for its part of the
-    inputs X[rows_ahead]."""
+def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, part,
+                             n_parts):
+    """Group g (units 4g .. 4g+3) of ``_update_and_forward_layer1``; it also asks for part ``part`` of
+    ``n_parts`` of the inputs X[rows_ahead]."""
     j0, j1 = 4 * g, min(4 * g + 4, W.shape[0])
-    prefetch_share(X, rows_ahead, g, n_groups)
+    prefetch_share(X, rows_ahead, part, n_parts)
     accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1)
     weighted_input_units(W, b, X, x_scale, rows_next, Z, j0, j1)
 
@@ -334,7 +335,8 @@ def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, row
     """
     n_groups = (W.shape[0] + 3) // 4
     for g in prange(n_groups):
-        update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, n_groups)
+        update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, g,
+                                 n_groups)
 
 
 def _backpropagate(W_next, delta_next, delta):
@@ -977,10 +979,11 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
         delta = block(ws, layout, l, DELTA_PART, m)
         n_out = W.shape[0]
         n_groups = (n_out + 3) // 4
-        for g in range(r * n_groups // n_parts, (r + 1) * n_groups // n_parts):
-            if l == 1:
+        g0, g1 = r * n_groups // n_parts, (r + 1) * n_groups // n_parts
+        for g in range(g0, g1):
+            if l == 1:  # each participant's groups fetch all the inputs its next share will read
                 update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next, rows_ahead,
-                                         g, n_groups)
+                                         g, g - g0, g1 - g0)
             else:
                 accumulate_bp34_units(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident[:m], scale, beta_w,
                                       1.0, W, b, 4 * g, min(4 * g + 4, n_out))
