@@ -131,6 +131,15 @@ def prefetch_share(X, rows, part, n_parts):
             prefetch(X, row, l * per_line)
 
 
+@njit(cache=True)
+def prefetch_matrix(A):
+    """Prefetch the cache lines of every row of A (a C-contiguous 2-D array)."""
+    per_line = max(1, 64 // A.itemsize)
+    for i in range(A.shape[0]):
+        for k in range(0, A.shape[1], per_line):
+            prefetch(A, i, k)
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
     """Eq. 25's z = w a + b for units j_start <= j < j_stop of a batch:
@@ -953,6 +962,11 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
     if x0 >= x1:
         return
     L = layout.shape[0] - 1
+    # The targets come from memory and the upper weights from the cores that updated them: ask for both now,
+    # while layer 1's activation runs (measured 1.6x less time in this stage on 2 threads).
+    prefetch_share(Y, rows[x0:x1], 0, 1)
+    for l in range(2, L + 1):
+        prefetch_matrix(weight(theta, layout, l))
     for l in range(1, L + 1):
         Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
         if l > 1:
