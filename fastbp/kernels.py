@@ -147,7 +147,9 @@ def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
 
     W (n_out, n_in), b (n_out,), A_prev (*, n_in) read at rows (m,), Z (m, n_out) output (those columns).
     x_scale = 1 (exact, so float inputs are unaffected) except for integer-coded inputs.
-    A 4-unit x 2-example register tile: each loaded weight is used twice, each input value four times.
+    A 4-unit x 2-example register tile: each loaded weight is used twice, each input value four times; two or
+    three units left go two at a time (one at a time, each pass would read the inputs again: 1.1x on 2 threads
+    at the book's setup, where one thread's share of layer 1 ends with a pair).
     """
     n_in = W.shape[1]
     m = rows.shape[0]
@@ -183,7 +185,29 @@ def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
                 s3 += w3[k] * ak
             Z[x, j0], Z[x, j0 + 1], Z[x, j0 + 2], Z[x, j0 + 3] = s0, s1, s2, s3
         j0 += 4
-    for j in range(j0, j_stop):  # fewer than four units left: one unit x two examples
+    if j0 + 2 <= j_stop:  # two or three units left: two units x two examples, then one unit
+        w0, w1 = W[j0], W[j0 + 1]
+        x = 0
+        while x + 2 <= m:
+            a, c = A_prev[rows[x]], A_prev[rows[x + 1]]
+            s0 = s1 = t0 = t1 = zero
+            for k in range(n_in):
+                ak, ck = a[k], c[k]
+                s0 += w0[k] * ak
+                s1 += w1[k] * ak
+                t0 += w0[k] * ck
+                t1 += w1[k] * ck
+            Z[x, j0], Z[x, j0 + 1], Z[x + 1, j0], Z[x + 1, j0 + 1] = s0, s1, t0, t1
+            x += 2
+        if x < m:
+            a = A_prev[rows[x]]
+            s0 = s1 = zero
+            for k in range(n_in):
+                s0 += w0[k] * a[k]
+                s1 += w1[k] * a[k]
+            Z[x, j0], Z[x, j0 + 1] = s0, s1
+        j0 += 2
+    for j in range(j0, j_stop):  # one unit left: one unit x two examples
         w = W[j]
         x = 0
         while x + 2 <= m:
@@ -938,12 +962,14 @@ def _barrier(counters, n_done, target):
 
 
 @njit(cache=True)
-def one_region_fits(layout, batch_size, itemsize, n_par_min):
-    """Whether ``train_batches_shared`` may run plain SGD's mini-batches of batch_size: layer 1's work reaches
-    half of n_par_min (the region costs less than a region per layer: [784, 16, 10] at m = 10, just under
-    n_par_min, trained 1.5x faster than on one thread, [200, 30, 10] 1.1x, [64, 20, 10] 0.8x), and every layer
-    takes a batch in one block of examples (``example_block``), as the other path does, so that both compute
-    every value the same way."""
+def one_region_applies(opt, layout, batch_size, itemsize, n_par_min, n_threads):
+    """Whether ``train_epoch_shared`` may stand in for ``train_epoch``: plain SGD with a hidden layer on more
+    than one thread; layer 1's work reaches half of n_par_min (the region costs less than a region per layer:
+    [784, 16, 10] at m = 10, just under n_par_min, trained 1.5x faster than on one thread, [200, 30, 10] 1.1x,
+    [64, 20, 10] 0.8x); and every layer takes a batch in one block of examples (``example_block``), as the other
+    path does, so that both compute every value the same way."""
+    if opt != SGD or layout.shape[0] <= 2 or n_threads <= 1:
+        return False
     if batch_size * layout[1, N] * layout[0, N] < n_par_min // 2:
         return False
     for l in range(1, layout.shape[0]):
@@ -973,8 +999,8 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
             weighted_input(weight(theta, layout, l), bias(theta, layout, l), block(ws, layout, l - 1, A_PART, m),
                            1.0, ident[x0:x1], Z[x0:x1])
         activate(layout[l, ACT], Z[x0:x1], A[x0:x1])
-    output_delta(layout[L, ACT], cost_code, block(ws, layout, L, Z_PART, m)[x0:x1],
-                 block(ws, layout, L, A_PART, m)[x0:x1], Y, rows[x0:x1], block(ws, layout, L, DELTA_PART, m)[x0:x1])
+    output_delta(layout[L, ACT], cost_code, Z[x0:x1], A[x0:x1], Y, rows[x0:x1],
+                 block(ws, layout, L, DELTA_PART, m)[x0:x1])  # Z, A: layer L's blocks
     for l in range(L - 1, 0, -1):
         delta = block(ws, layout, l, DELTA_PART, m)[x0:x1]
         backpropagate(weight(theta, layout, l + 1), block(ws, layout, l + 1, DELTA_PART, m)[x0:x1], delta)
@@ -1051,7 +1077,7 @@ train_batches_shared = njit(cache=True, parallel=True)(_train_batches_shared)
 def train_epoch_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch, hyper,
                        ws, n_par_min, n_threads):
     """``train_epoch`` for plain SGD (same arguments, less the other optimizers' ones) in one parallel region of
-    n_threads participants, where ``one_region_fits``: the same results, bit for bit. A separate entry point,
+    n_threads participants, where ``one_region_applies``: the same results, bit for bit. A separate entry point,
     so that a process that does not use it never compiles it (it adds about a third to the cold compile)."""
     if first_batch >= stop_batch:
         return

@@ -63,7 +63,7 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
     hyper = np.zeros(kernels.N_HYPER)
     hyper[kernels.ETA], hyper[kernels.L2] = 0.5, 1e-3
     n_batches = -(-n // batch_size)
-    assert kernels.one_region_fits(net._layout, batch_size, net._theta.itemsize, 0)
+    assert kernels.one_region_applies(kernels.SGD, net._layout, batch_size, net._theta.itemsize, 0, 2)
 
     def train(n_threads, n_parts, splits=(0, n_batches)):
         theta = net._theta.copy()
