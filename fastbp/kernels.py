@@ -131,15 +131,6 @@ def prefetch_share(X, rows, part, n_parts):
             prefetch(X, row, l * per_line)
 
 
-@njit(cache=True)
-def prefetch_matrix(A):
-    """Prefetch the cache lines of every row of A (a C-contiguous 2-D array)."""
-    per_line = max(1, 64 // A.itemsize)
-    for i in range(A.shape[0]):
-        for k in range(0, A.shape[1], per_line):
-            prefetch(A, i, k)
-
-
 @njit(cache=True, fastmath=FASTMATH)
 def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
     """Eq. 25's z = w a + b for units j_start <= j < j_stop of a batch:
@@ -345,12 +336,11 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b):
 
 
 @njit(cache=True)
-def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, part,
-                             n_parts):
-    """Group g (units 4g .. 4g+3) of ``_update_and_forward_layer1``; it also asks for part ``part`` of
-    ``n_parts`` of the inputs X[rows_ahead]."""
+def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, n_groups):
+    """Group g of n_groups (units 4g .. 4g+3) of ``_update_and_forward_layer1``; it also asks for its part of the
+    inputs X[rows_ahead]."""
     j0, j1 = 4 * g, min(4 * g + 4, W.shape[0])
-    prefetch_share(X, rows_ahead, part, n_parts)
+    prefetch_share(X, rows_ahead, g, n_groups)
     accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1)
     weighted_input_units(W, b, X, x_scale, rows_next, Z, j0, j1)
 
@@ -368,8 +358,7 @@ def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, row
     """
     n_groups = (W.shape[0] + 3) // 4
     for g in prange(n_groups):
-        update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, g,
-                                 n_groups)
+        update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, n_groups)
 
 
 def _backpropagate(W_next, delta_next, delta):
@@ -988,11 +977,6 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
     if x0 >= x1:
         return
     L = layout.shape[0] - 1
-    # The targets come from memory and the upper weights from the cores that updated them: ask for both now,
-    # while layer 1's activation runs (measured 1.6x less time in this stage on 2 threads).
-    prefetch_share(Y, rows[x0:x1], 0, 1)
-    for l in range(2, L + 1):
-        prefetch_matrix(weight(theta, layout, l))
     for l in range(1, L + 1):
         Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
         if l > 1:
@@ -1019,11 +1003,10 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
         delta = block(ws, layout, l, DELTA_PART, m)
         n_out = W.shape[0]
         n_groups = (n_out + 3) // 4
-        g0, g1 = r * n_groups // n_parts, (r + 1) * n_groups // n_parts
-        for g in range(g0, g1):
-            if l == 1:  # each participant's groups fetch all the inputs its next share will read
+        for g in range(r * n_groups // n_parts, (r + 1) * n_groups // n_parts):
+            if l == 1:
                 update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next, rows_ahead,
-                                         g, g - g0, g1 - g0)
+                                         g, n_groups)
             else:
                 accumulate_bp34_units(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident[:m], scale, beta_w,
                                       1.0, W, b, 4 * g, min(4 * g + 4, n_out))
