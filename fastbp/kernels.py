@@ -138,9 +138,7 @@ def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
 
     W (n_out, n_in), b (n_out,), A_prev (*, n_in) read at rows (m,), Z (m, n_out) output (those columns).
     x_scale = 1 (exact, so float inputs are unaffected) except for integer-coded inputs.
-    A 4-unit x 2-example register tile: each loaded weight is used twice, each input value four times; two or
-    three units left go two at a time (one at a time, each pass would read the inputs again: 1.1x on 2 threads
-    at the book's setup, where one thread's share of layer 1 ends with a pair).
+    A 4-unit x 2-example register tile: each loaded weight is used twice, each input value four times.
     """
     n_in = W.shape[1]
     m = rows.shape[0]
@@ -176,29 +174,7 @@ def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
                 s3 += w3[k] * ak
             Z[x, j0], Z[x, j0 + 1], Z[x, j0 + 2], Z[x, j0 + 3] = s0, s1, s2, s3
         j0 += 4
-    if j0 + 2 <= j_stop:  # two or three units left: two units x two examples, then one unit
-        w0, w1 = W[j0], W[j0 + 1]
-        x = 0
-        while x + 2 <= m:
-            a, c = A_prev[rows[x]], A_prev[rows[x + 1]]
-            s0 = s1 = t0 = t1 = zero
-            for k in range(n_in):
-                ak, ck = a[k], c[k]
-                s0 += w0[k] * ak
-                s1 += w1[k] * ak
-                t0 += w0[k] * ck
-                t1 += w1[k] * ck
-            Z[x, j0], Z[x, j0 + 1], Z[x + 1, j0], Z[x + 1, j0 + 1] = s0, s1, t0, t1
-            x += 2
-        if x < m:
-            a = A_prev[rows[x]]
-            s0 = s1 = zero
-            for k in range(n_in):
-                s0 += w0[k] * a[k]
-                s1 += w1[k] * a[k]
-            Z[x, j0], Z[x, j0 + 1] = s0, s1
-        j0 += 2
-    for j in range(j0, j_stop):  # one unit left: one unit x two examples
+    for j in range(j0, j_stop):  # fewer than four units left: one unit x two examples
         w = W[j]
         x = 0
         while x + 2 <= m:
