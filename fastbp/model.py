@@ -420,7 +420,7 @@ class Trainer:
 
     def prepare(self, monitor_training=False, monitor_gradients=False, progress=False):
         """Compile, or load from Numba's disk cache, every kernel that ``run`` will call, by calling each on no
-        rows: no epoch's time then includes compilation (about a minute on the first run, under 1 s after).
+        rows: no epoch's time then includes compilation (about half a minute on the first run, under 1 s after).
         Changes nothing. Returns the seconds it took."""
         start = time.perf_counter()
         bar = None
