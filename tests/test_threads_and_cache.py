@@ -89,6 +89,26 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
     np.testing.assert_array_equal(train(numba.config.NUMBA_NUM_THREADS, 2, (0, 1, 3, n_batches)), reference)
 
 
+def test_one_region_epoch_is_chosen_only_where_it_applies():
+    """Plain SGD with a hidden layer on several threads, layer 1 big enough and every layer's batch in one block
+    of examples: anything else keeps train_epoch."""
+    from fastbp import kernels
+
+    def applies(sizes, opt=kernels.SGD, batch_size=10, n_threads=2, dtype="float64"):
+        net = MLP(sizes, dtype=dtype)
+        return kernels.one_region_applies(opt, net._layout, batch_size, net._theta.itemsize, net._par_min(),
+                                          n_threads)
+
+    assert applies([784, 30, 10])
+    assert applies([784, 30, 10], dtype="float32")
+    assert not applies([784, 30, 10], n_threads=1)
+    assert not applies([784, 30, 10], opt=kernels.MOMENTUM)
+    assert not applies([784, 30, 10], opt=kernels.ADAM)
+    assert not applies([784, 10])  # no hidden layer
+    assert not applies([64, 20, 10])  # layer 1's work far below the parallel threshold
+    assert not applies([784, 256, 128, 10], batch_size=128)  # layer 1 takes several blocks of examples
+
+
 def test_default_threads_order(monkeypatch):
     monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
