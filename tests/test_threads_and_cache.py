@@ -93,10 +93,11 @@ def test_one_region_epoch_is_chosen_only_where_it_applies():
     """Plain SGD with a hidden layer on several threads, layer 1 big enough and every layer's batch in one block
     of examples: anything else keeps train_epoch."""
     from fastbp import kernels
+    from fastbp.model import PARALLEL_MIN_WORK
 
     def applies(sizes, opt=kernels.SGD, batch_size=10, n_threads=2, dtype="float64"):
         net = MLP(sizes, dtype=dtype)
-        return kernels.one_region_applies(opt, net._layout, batch_size, net._theta.itemsize, net._par_min(),
+        return kernels.one_region_applies(opt, net._layout, batch_size, net._theta.itemsize, PARALLEL_MIN_WORK,
                                           n_threads)
 
     assert applies([784, 30, 10])
