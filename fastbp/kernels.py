@@ -927,13 +927,20 @@ def _barrier(counters, n_done, target):
 
 
 @njit(cache=True)
+def fuses_layer1(opt, layout):
+    """Whether training fuses the update into BP4 and layer 1's update with its next forward pass: plain SGD
+    with a hidden layer."""
+    return opt == SGD and layout.shape[0] > 2
+
+
+@njit(cache=True)
 def one_region_applies(opt, layout, batch_size, itemsize, n_par_min, n_threads):
     """Whether ``train_epoch_shared`` may stand in for ``train_epoch``: plain SGD with a hidden layer on more
     than one thread; layer 1's work reaches half of n_par_min (the region costs less than a region per layer:
     [784, 16, 10] at m = 10, just under n_par_min, trained 1.5x faster than on one thread, [200, 30, 10] 1.1x,
     [64, 20, 10] 0.8x); and every layer takes a batch in one block of examples (``example_block``), as the other
     path does, so that both compute every value the same way."""
-    if opt != SGD or layout.shape[0] <= 2 or n_threads <= 1:
+    if not fuses_layer1(opt, layout) or n_threads <= 1:
         return False
     if batch_size * layout[1, N] * layout[0, N] < n_par_min // 2:
         return False
@@ -1069,7 +1076,7 @@ def train_epoch(theta, layout, cost_code, X, x_scale, Y, order, batch_size, firs
     (``update_and_forward_layer1``); on several threads ``train_epoch_shared`` is faster where it applies.
     Other optimizers go through ``grad`` (theta's layout) and ``optimizer_step``.
     """
-    fused = opt == SGD and layout.shape[0] > 2
+    fused = fuses_layer1(opt, layout)
     if fused and first_batch < stop_batch:
         feedforward(theta, layout, X, x_scale, batch_rows(order, batch_size, first_batch, stop_batch)[0], ws,
                     n_par_min, 1, 1)
