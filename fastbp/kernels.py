@@ -202,17 +202,20 @@ BP4_TILE = 5  # examples per pass of accumulate_bp34_units
 
 @njit(cache=True)
 def example_block(m, n_in, itemsize):
-    """How many of a batch's m examples a kernel takes at a time: blocks of about equal size (a multiple of
-    BP4_TILE) whose inputs (block, n_in) fill at most ~192 KiB, so that they stay in the L2 cache while every
-    weight row passes over them. A batch that fits gets one block (the result is then >= m)."""
-    t = BP4_TILE
+    """How many of a batch's m examples a kernel takes at a time: blocks of about equal size whose inputs
+    (block, n_in) fill at most ~192 KiB, so that they stay in the L2 cache while every weight row passes over
+    them. A batch that fits gets one block (the result is then >= m). A multiple of BP4_TILE, and even, so that
+    every block starts at an even example: the kernels pair examples (2i, 2i+1) whichever blocks or shares of a
+    batch they are given, and so compute each value the same way on every path."""
+    t = 2 * BP4_TILE
     cap = max(t, (192 * 1024 // (n_in * itemsize)) // t * t)
     n_blocks = max(1, (m + cap - 1) // cap)
     return max(t, ((m + n_blocks - 1) // n_blocks + t - 1) // t * t)
 
 
-def _weighted_input(W, b, A_prev, x_scale, rows, Z):
-    """Eq. 25's z = w a + b for a batch (see ``weighted_input_units``), four units per parallel iteration.
+def _weighted_input(W, b, A_prev, x_scale, rows, Z, g_start, g_stop):
+    """Eq. 25's z = w a + b for a batch (see ``weighted_input_units``) and the units of groups g_start ..
+    g_stop-1 of four, one group per parallel iteration.
 
     Large batches go in blocks of ``example_block`` examples, so a block's inputs are read from memory once
     and then served from each core's cache while all the weight rows pass over them.
@@ -222,7 +225,7 @@ def _weighted_input(W, b, A_prev, x_scale, rows, Z):
     xb = example_block(m, n_in, W.itemsize)
     for x0 in range(0, m, xb):
         x1 = min(x0 + xb, m)
-        for g in prange((n_out + 3) // 4):
+        for g in prange(g_start, g_stop):
             weighted_input_units(W, b, A_prev, x_scale, rows[x0:x1], Z[x0:x1], 4 * g, min(4 * g + 4, n_out))
 
 
@@ -297,16 +300,17 @@ def accumulate_bp34_units(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W
             b[j] = s * total if beta_b == 0 else W.dtype.type(beta_b) * b[j] + s * total
 
 
-def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b):
-    """BP3 and BP4 for a batch (see ``accumulate_bp34_units``), four weight rows per parallel iteration and,
-    for large batches, blocks of examples that stay in cache (beta_w and beta_b apply with the first block)."""
+def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, g_start, g_stop):
+    """BP3 and BP4 for a batch (see ``accumulate_bp34_units``) into the rows of groups g_start .. g_stop-1 of
+    four, one group per parallel iteration and, for large batches, blocks of examples that stay in cache (beta_w
+    and beta_b apply with the first block)."""
     n_out, n_in = W.shape
     m = rows.shape[0]
     xb = example_block(m, n_in, W.itemsize)
     for x0 in range(0, m, xb):
         x1 = min(x0 + xb, m)
         bw, bb = (beta_w, beta_b) if x0 == 0 else (1.0, 1.0)
-        for g in prange((n_out + 3) // 4):
+        for g in prange(g_start, g_stop):
             accumulate_bp34_units(delta[x0:x1], A_prev, x_scale, rows[x0:x1], scale, bw, bb, W, b, 4 * g,
                                   min(4 * g + 4, n_out))
 
@@ -679,19 +683,21 @@ def cost_sum(cost_code, A, Y, rows):
 @njit(cache=True)
 def layer_forward(W, b, A_prev, x_scale, rows, Z, n_par_min):
     """Z = x_scale A_prev[rows] W^T + b (eq. 25), in parallel when the layer's work reaches n_par_min."""
+    n_groups = (W.shape[0] + 3) // 4
     if rows.shape[0] * W.size >= n_par_min:
-        weighted_input_par(W, b, A_prev, x_scale, rows, Z)
+        weighted_input_par(W, b, A_prev, x_scale, rows, Z, 0, n_groups)
     else:
-        weighted_input(W, b, A_prev, x_scale, rows, Z)
+        weighted_input(W, b, A_prev, x_scale, rows, Z, 0, n_groups)
 
 
 @njit(cache=True)
 def layer_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, n_par_min):
     """BP3/BP4 of one layer into (W, b) (see ``accumulate_bp34_units``), in parallel when its work is large."""
+    n_groups = (W.shape[0] + 3) // 4
     if rows.shape[0] * W.size >= n_par_min:
-        accumulate_bp34_par(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b)
+        accumulate_bp34_par(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 0, n_groups)
     else:
-        accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b)
+        accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 0, n_groups)
 
 
 @njit(cache=True)
@@ -809,6 +815,14 @@ def batch_gradient(theta, layout, cost_code, X, x_scale, Y, rows, scale, grad, w
 
 
 @njit(cache=True)
+def layer1_fuses(W, m, m_next):
+    """Whether layer 1's update (a batch of m examples) and its next weighted input (m_next) run fused
+    (``_update_and_forward_layer1``): when both batches fit one block of examples. W (n_1, n_0)."""
+    n_in, size = W.shape[1], W.itemsize
+    return example_block(m, n_in, size) >= m and example_block(m_next, n_in, size) >= m_next
+
+
+@njit(cache=True)
 def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w, rows_next, rows_ahead,
                               n_par_min):
     """Layer 1's SGD step for the batch X[rows] (its deltas in ``ws``), then its feedforward for X[rows_next]
@@ -818,8 +832,7 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
     W, b = weight(theta, layout, 1), bias(theta, layout, 1)
     delta = block(ws, layout, 1, DELTA_PART, m)
     Z, A = block(ws, layout, 1, Z_PART, m_next), block(ws, layout, 1, A_PART, m_next)
-    n_in, size = W.shape[1], W.itemsize
-    if example_block(m, n_in, size) >= m and example_block(m_next, n_in, size) >= m_next:
+    if layer1_fuses(W, m, m_next):
         if max(m, m_next) * W.size >= n_par_min:
             update_and_forward_layer1_par(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead)
         else:
@@ -838,7 +851,8 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
 #   stage 1, by examples: layer 1's activation, eq. 25 through the layers above, BP1 and BP2 for a share of the
 #            mini-batch's examples (each example is independent of the others);
 #   stage 2, by units: BP3/BP4 updates a share of every layer's units, and layer 1's share computes its
-#            weighted input for the next mini-batch at the same time (``_update_and_forward_layer1``).
+#            weighted input for the next mini-batch, at the same time (``_update_and_forward_layer1``) where
+#            both mini-batches fit one block of examples, else after the update.
 # Every share is cut the same way whatever P is, out of the units as the other kernels compute them (pairs of
 # examples, groups of four units), so the bits do not depend on the thread count.
 #
@@ -934,20 +948,15 @@ def fuses_layer1(opt, layout):
 
 
 @njit(cache=True)
-def one_region_applies(opt, layout, batch_size, itemsize, n_par_min, n_threads):
+def one_region_applies(opt, layout, batch_size, n_par_min, n_threads):
     """Whether ``train_epoch_shared`` may stand in for ``train_epoch``: plain SGD with a hidden layer on more
     than one thread; layer 1's work reaches half of n_par_min (the region costs less than a region per layer:
     [784, 16, 10] at m = 10, just under n_par_min, trained 1.5x faster than on one thread, [200, 30, 10] 1.1x,
-    [64, 20, 10] 0.8x); and every layer takes a batch in one block of examples (``example_block``), as the other
-    path does, so that both compute every value the same way."""
+    [64, 20, 10] 0.8x). Both paths take the same blocks of examples (``example_block``) and the same pairs, so
+    they compute every value the same way."""
     if not fuses_layer1(opt, layout) or n_threads <= 1:
         return False
-    if batch_size * layout[1, N] * layout[0, N] < n_par_min // 2:
-        return False
-    for l in range(1, layout.shape[0]):
-        if example_block(batch_size, layout[l - 1, N], itemsize) < batch_size:
-            return False
-    return True
+    return batch_size * layout[1, N] * layout[0, N] >= n_par_min // 2
 
 
 @njit(cache=True)
@@ -963,8 +972,9 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
     for l in range(1, L + 1):
         Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
         if l > 1:
-            weighted_input(weight(theta, layout, l), bias(theta, layout, l), block(ws, layout, l - 1, A_PART, m),
-                           1.0, ident[x0:x1], Z[x0:x1])
+            W = weight(theta, layout, l)
+            weighted_input(W, bias(theta, layout, l), block(ws, layout, l - 1, A_PART, m), 1.0, ident[x0:x1],
+                           Z[x0:x1], 0, (W.shape[0] + 3) // 4)
         activate(layout[l, ACT], Z[x0:x1], A[x0:x1])
     output_delta(layout[L, ACT], cost_code, Z[x0:x1], A[x0:x1], Y, rows[x0:x1],
                  block(ws, layout, L, DELTA_PART, m)[x0:x1])  # Z, A: layer L's blocks
@@ -978,21 +988,25 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
 @njit(cache=True)
 def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, rows_next, rows_ahead, r, n_parts):
     """Stage 2 for share r of n_parts (groups of four units of each layer, cut evenly): the SGD update (BP3,
-    BP4) of those units, and for layer 1's also their weighted input for the batch X[rows_next]."""
-    m = rows.shape[0]
-    Z_next = block(ws, layout, 1, Z_PART, rows_next.shape[0])
+    BP4) of those units, and for layer 1's also their weighted input for the batch X[rows_next], fused as in
+    ``update_layer1_and_forward`` where both batches fit one block of examples."""
+    m, m_next = rows.shape[0], rows_next.shape[0]
+    Z_next = block(ws, layout, 1, Z_PART, m_next)
     for l in range(1, layout.shape[0]):
         W, b = weight(theta, layout, l), bias(theta, layout, l)
         delta = block(ws, layout, l, DELTA_PART, m)
-        n_out = W.shape[0]
-        n_groups = (n_out + 3) // 4
-        for g in range(r * n_groups // n_parts, (r + 1) * n_groups // n_parts):
-            if l == 1:
+        n_groups = (W.shape[0] + 3) // 4
+        g0, g1 = r * n_groups // n_parts, (r + 1) * n_groups // n_parts
+        if l > 1:
+            accumulate_bp34(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident[:m], scale, beta_w, 1.0, W, b,
+                            g0, g1)
+        elif layer1_fuses(W, m, m_next):
+            for g in range(g0, g1):
                 update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next, rows_ahead,
                                          g, n_groups)
-            else:
-                accumulate_bp34_units(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident[:m], scale, beta_w,
-                                      1.0, W, b, 4 * g, min(4 * g + 4, n_out))
+        else:
+            accumulate_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, g0, g1)
+            weighted_input(W, b, X, x_scale, rows_next, Z_next, g0, g1)
 
 
 @njit(cache=True)

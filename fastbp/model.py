@@ -453,8 +453,7 @@ class Trainer:
         m = self.model
         head = (m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y, order, self.batch_size, first,
                 stop)
-        if kernels.one_region_applies(self.opt, m._layout, self.batch_size, m._theta.itemsize, m._par_min(),
-                                      m.n_threads):
+        if kernels.one_region_applies(self.opt, m._layout, self.batch_size, m._par_min(), m.n_threads):
             m._kernel("train_epoch_shared", *head, self.hyper, self.ws, m._par_min(), m.n_threads)
         else:
             m._kernel("train_epoch", *head, self.opt, self.hyper, self.grad, self.state, self.ws, m._par_min())

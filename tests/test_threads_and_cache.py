@@ -32,9 +32,11 @@ def test_same_seed_same_bits_whatever_the_thread_count(rng, dtype, optimizer, ba
 
 # (sizes, activation, cost, batch_size, n, 8-bit inputs): odd mini-batches with a short last one; more
 # participants than pairs of examples (some shares are empty); a softmax output; 8-bit inputs; a user-defined
-# activation.
+# activation; layers whose mini-batches take several blocks of examples (kernels.example_block: 10 examples
+# for layer 1, 10 or 25 for layer 2), an odd number of them, and a last mini-batch that fits one.
 ONE_REGION_CASES = [
     ([20, 9, 7, 3], "sigmoid", "quadratic", 7, 52, False),
+    ([3000, 1500, 5, 3], "sigmoid", "quadratic", 25, 60, False),
     ([12, 6, 5], ["tanh", "softmax"], "log-likelihood", 4, 30, False),
     ([16, 8, 4], ["relu", "sigmoid"], "cross-entropy", 6, 40, True),
     ([10, 5, 3], "custom", "quadratic", 5, 23, False),
@@ -63,7 +65,7 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
     hyper = np.zeros(kernels.N_HYPER)
     hyper[kernels.ETA], hyper[kernels.L2] = 0.5, 1e-3
     n_batches = -(-n // batch_size)
-    assert kernels.one_region_applies(kernels.SGD, net._layout, batch_size, net._theta.itemsize, 0, 2)
+    assert kernels.one_region_applies(kernels.SGD, net._layout, batch_size, 0, 2)
 
     def train(n_threads, n_parts, splits=(0, n_batches)):
         theta = net._theta.copy()
@@ -90,24 +92,23 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
 
 
 def test_one_region_epoch_is_chosen_only_where_it_applies():
-    """Plain SGD with a hidden layer on several threads, layer 1 big enough and every layer's batch in one block
-    of examples: anything else keeps train_epoch."""
+    """Plain SGD with a hidden layer on several threads and layer 1 big enough: anything else keeps
+    train_epoch."""
     from fastbp import kernels
     from fastbp.model import PARALLEL_MIN_WORK
 
-    def applies(sizes, opt=kernels.SGD, batch_size=10, n_threads=2, dtype="float64"):
-        net = MLP(sizes, dtype=dtype)
-        return kernels.one_region_applies(opt, net._layout, batch_size, net._theta.itemsize, PARALLEL_MIN_WORK,
-                                          n_threads)
+    def applies(sizes, opt=kernels.SGD, batch_size=10, n_threads=2):
+        net = MLP(sizes)
+        return kernels.one_region_applies(opt, net._layout, batch_size, PARALLEL_MIN_WORK, n_threads)
 
     assert applies([784, 30, 10])
-    assert applies([784, 30, 10], dtype="float32")
+    assert applies([784, 30, 10], batch_size=32)  # two blocks of examples
     assert not applies([784, 30, 10], n_threads=1)
     assert not applies([784, 30, 10], opt=kernels.MOMENTUM)
     assert not applies([784, 30, 10], opt=kernels.ADAM)
     assert not applies([784, 10])  # no hidden layer
     assert not applies([64, 20, 10])  # layer 1's work far below the parallel threshold
-    assert not applies([784, 256, 128, 10], batch_size=128)  # layer 1 takes several blocks of examples
+    assert applies([784, 256, 128, 10], batch_size=128)  # layers 1 and 2 take several blocks of examples
 
 
 def test_default_threads_order(monkeypatch):
