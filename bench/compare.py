@@ -31,12 +31,14 @@ from bench import peers  # noqa: E402
 SETUPS = {
     "book": {"hidden": (30,), "batch_size": 10},
     "large": {"hidden": (256, 128), "batch_size": 128},
+    # The book's network at mini-batch 32, fastbp alone: how 2 threads compare with 1 on a small network.
+    "book-m32": {"hidden": (30,), "batch_size": 32, "impls": ("fastbp",)},
 }
 DTYPES = ("float64", "float32")
 THREADS = (1, 2)
 # Mini-batches per timed chunk: a few thousand examples (an epoch of Fashion-MNIST is 60,000).
-N_BATCHES = {"book": 500, "large": 40}
-N_BATCHES_QUICK = {"book": 100, "large": 8}
+N_BATCHES = {"book": 500, "large": 40, "book-m32": 160}
+N_BATCHES_QUICK = {"book": 100, "large": 8, "book-m32": 30}
 PER_EXAMPLE_SHARE = 5  # the book's per-example loop is slow: it times a fifth of the chunk
 GEMM_SIZE = 2048
 # Seconds of rest before each timed chunk: BLAS and OpenMP worker threads spin for a while after their work,
@@ -55,6 +57,11 @@ IMPLS = ("fastbp", "fastbp-uint8", "torch", "numpy-matrix", "numpy-per-example")
 
 
 # ----------------------------------------------------------------------------------------------- FLOPs and peak
+def setup_impls(setup, impls=IMPLS):
+    """The implementations of ``impls`` that a setup of SETUPS times (all, unless it names its own)."""
+    return tuple(i for i in impls if i in SETUPS[setup].get("impls", impls))
+
+
 def setup_sizes(setup, n_in=784, n_out=peers.N_CLASSES):
     """Layer sizes of a setup of SETUPS for n_in inputs, e.g. "book" -> [784, 30, 10]."""
     return [n_in, *SETUPS[setup]["hidden"], n_out]
@@ -350,7 +357,8 @@ def run(args, log=print):
         batches = args.batches or (N_BATCHES_QUICK if args.quick else N_BATCHES)[setup]
         log(f"preparing {setup}: {setup_sizes(setup, data.n_in)}, mini-batch {SETUPS[setup]['batch_size']}, "
             f"{batches} mini-batches per timed chunk ...")
-        new = build_cases(data, setup, impls=impls, thread_counts=thread_counts, n_batches=batches)
+        new = build_cases(data, setup, impls=setup_impls(setup, impls), thread_counts=thread_counts,
+                          n_batches=batches)
         for case in new:
             if case.key["impl"] == "fastbp":
                 first_calls.setdefault(case.key["dtype"], case.info)
@@ -385,6 +393,13 @@ def run(args, log=print):
         "gradients": build_gradient_table(results),
         "results": results,
     }
+
+
+def thread_speedups(table):
+    """{(setup, dtype): fastbp's time on 1 thread / on 2} from ``build_table``'s rows, where both were timed."""
+    times = {(r["setup"], r["dtype"], r["threads"]): r["us_per_example"] for r in table if r["impl"] == "fastbp"}
+    return {(setup, dtype): t / times[(setup, dtype, 2)] for (setup, dtype, threads), t in times.items()
+            if threads == 1 and (setup, dtype, 2) in times}
 
 
 def report(out, markdown=False):
@@ -422,7 +437,10 @@ def report(out, markdown=False):
         lines.append(f"peak memory of `fastbp train --dtype {m['dtype']} --epochs 1` (Fashion-MNIST, 8-bit pixels "
                      f"in memory): {m['peak_mb']:.1f} MB; the data set as {m['dtype']}: {m['data_mb']:.1f} MB "
                      f"(+150 MB: {m['data_mb'] + 150:.1f} MB), as pixels: {m['pixels_mb']:.1f} MB")
+    speedups = thread_speedups(out["table"])
     lines += ["", format_table(out["table"], markdown), "",
+              "fastbp on 2 threads against 1: " + (", ".join(f"{setup} {dtype} {x:.2f}x" for (setup, dtype), x
+                                                         in speedups.items()) or "one thread only"), "",
               "ratio: this row's time / fastbp's best time for the same setup and dtype (how many times faster "
               "fastbp is). % of GEMM bound: (FLOPs per example / GEMM peak for the dtype and the row's threads) / "
               "measured time. Other implementations show their best thread count.", "",

@@ -29,9 +29,12 @@ def tiny():
     return results, peaks
 
 
-def expected_rows():
+def expected_rows(setups=SETUPS):
     rows = set()
-    for setup in SETUPS:
+    for setup in setups:
+        if setup == "book-m32":  # fastbp alone
+            rows |= {(setup, dtype, "fastbp") for dtype in ("float64", "float32")}
+            continue
         for dtype in ("float64", "float32"):
             rows |= {(setup, dtype, "fastbp"), (setup, dtype, "fastbp-uint8"), (setup, dtype, "numpy-matrix")}
             if HAS_TORCH:
@@ -126,11 +129,22 @@ def test_main_writes_the_json_and_prints_the_tables(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "random data of Fashion-MNIST's shape" in printed
     assert "| setup | dtype | implementation |" in printed and "GEMM peak" in printed
+    assert "fastbp on 2 threads against 1: " in printed
     out = json.loads(path.read_text())
-    assert {(r["setup"], r["dtype"], r["impl"]) for r in out["table"]} == expected_rows()
+    assert {(r["setup"], r["dtype"], r["impl"]) for r in out["table"]} == expected_rows(SETUPS + ("book-m32",))
+    assert compare.setup_sizes("book-m32") == [784, 30, 10]
     assert out["flops_per_example"]["book"] == 95_880
     assert all(v > 0 for v in out["gemm_peak_gflops"].values())
     assert {r["impl"] for r in out["gradients"]} == {"backprop", "finite-differences"}
+
+
+def test_thread_speedups_divide_one_thread_by_two_for_fastbp_rows_only():
+    def row(impl, setup, threads, us):
+        return {"impl": impl, "setup": setup, "dtype": "float64", "threads": threads, "us_per_example": us}
+
+    table = [row("fastbp", "book-m32", 1, 4.0), row("fastbp", "book-m32", 2, 2.5), row("fastbp", "large", 1, 9.0),
+             row("torch", "book", 1, 50.0), row("torch", "book", 2, 10.0)]
+    assert compare.thread_speedups(table) == {("book-m32", "float64"): 1.6}  # large: no 2-thread row
 
 
 def test_bad_arguments_are_refused():
