@@ -32,8 +32,9 @@ def test_same_seed_same_bits_whatever_the_thread_count(rng, dtype, optimizer, ba
 
 # (sizes, activation, cost, batch_size, n, 8-bit inputs): odd mini-batches with a short last one; more
 # participants than pairs of examples (some shares are empty); a softmax output; 8-bit inputs; a user-defined
-# activation; layers whose mini-batches take several blocks of examples (kernels.example_block: 10 examples
-# for layer 1, 10 or 25 for layer 2), an odd number of them, and a last mini-batch that fits one.
+# activation; layers whose mini-batches take several blocks of examples (kernels.example_block: blocks of 10
+# for layer 1, and for layer 2 in float64; float32's layer 2 takes 25 in one), the last one odd, and a last
+# mini-batch that fits one block.
 ONE_REGION_CASES = [
     ([20, 9, 7, 3], "sigmoid", "quadratic", 7, 52, False),
     ([3000, 1500, 5, 3], "sigmoid", "quadratic", 25, 60, False),
