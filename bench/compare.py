@@ -1,7 +1,7 @@
 """fastbp side by side with the NumPy baselines, PyTorch CPU and finite differences, in one process.
 
-    python bench/compare.py [--quick] [--data fashion-mnist|digits|random] [--repeats N] [--markdown]
-                            [--json PATH]
+    python bench/compare.py [--quick] [--data fashion-mnist|digits|random] [--repeats N] [--threads N ...]
+                            [--markdown] [--json PATH]
 
 Measures microseconds per training example of mini-batch SGD (sigmoid neurons, quadratic cost, eta = 3.0)
 for the book's [784, 30, 10] network with mini-batches of 10 and a larger [784, 256, 128, 10] with
@@ -335,7 +335,11 @@ def parse_args(argv=None):
     p.add_argument("--rows", type=int, default=None, help="use only the first ROWS training rows")
     p.add_argument("--batches", type=int, default=None, help="mini-batches per timed chunk (both setups)")
     p.add_argument("--gemm-size", type=int, default=None, help="matrix size of the GEMM peak (default 2048)")
+    p.add_argument("--threads", type=int, nargs="+", default=None, metavar="N",
+                   help="thread counts to time (default 1 2; at most numba's pool)")
     args = p.parse_args(argv)
+    if args.threads is not None and min(args.threads) < 1:
+        p.error(f"--threads must be positive integers; got {args.threads}.")
     for name in ("repeats", "rows", "batches", "gemm_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -348,7 +352,7 @@ def run(args, log=print):
     repeats = args.repeats or (3 if args.quick else 7)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     data = peers.load_bench_data(args.data, n_rows=args.rows)
-    thread_counts = available_threads()
+    thread_counts = available_threads(args.threads or THREADS)
     impls = tuple(i for i in IMPLS if not (i == "torch" and args.no_torch))
     log(f"data: {data.note}")
     gemm_n = args.gemm_size or (1024 if args.quick else GEMM_SIZE)

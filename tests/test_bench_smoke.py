@@ -125,15 +125,16 @@ def test_finite_differences_cost_more_than_backprop():
 def test_main_writes_the_json_and_prints_the_tables(tmp_path, capsys):
     path = tmp_path / "bench.json"
     compare.main(["--data", "random", "--rows", "300", "--repeats", "1", "--batches", "2", "--gemm-size", "64",
-                  "--no-compile-subprocess", "--markdown", "--json", str(path)])
+                  "--threads", "1", "--no-compile-subprocess", "--markdown", "--json", str(path)])
     printed = capsys.readouterr().out
     assert "random data of Fashion-MNIST's shape" in printed
     assert "| setup | dtype | implementation |" in printed and "GEMM peak" in printed
-    assert "fastbp on 2 threads against 1: " in printed
+    assert "fastbp on 2 threads against 1: one thread only" in printed
     out = json.loads(path.read_text())
     assert {(r["setup"], r["dtype"], r["impl"]) for r in out["table"]} == expected_rows(SETUPS + ("book-m32",))
     assert compare.setup_sizes("book-m32") == [784, 30, 10]
     assert out["flops_per_example"]["book"] == 95_880
+    assert out["settings"]["thread_counts"] == [1] and {r["threads"] for r in out["table"]} == {1}
     assert all(v > 0 for v in out["gemm_peak_gflops"].values())
     assert {r["impl"] for r in out["gradients"]} == {"backprop", "finite-differences"}
 
@@ -150,5 +151,7 @@ def test_thread_speedups_divide_one_thread_by_two_for_fastbp_rows_only():
 def test_bad_arguments_are_refused():
     with pytest.raises(SystemExit):
         compare.parse_args(["--repeats", "0"])
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--threads", "2", "0"])
     with pytest.raises(ValueError, match="data must be"):
         peers.load_bench_data("mnist")
