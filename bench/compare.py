@@ -333,7 +333,7 @@ def parse_args(argv=None):
     p.add_argument("--no-compile-subprocess", action="store_true",
                    help="skip the fresh-process compile and cache-load timings (skipped by --quick)")
     p.add_argument("--rows", type=int, default=None, help="use only the first ROWS training rows")
-    p.add_argument("--batches", type=int, default=None, help="mini-batches per timed chunk (both setups)")
+    p.add_argument("--batches", type=int, default=None, help="mini-batches per timed chunk (every setup)")
     p.add_argument("--gemm-size", type=int, default=None, help="matrix size of the GEMM peak (default 2048)")
     p.add_argument("--threads", type=int, nargs="+", default=None, metavar="N",
                    help="thread counts to time (default 1 2; at most numba's pool)")
