@@ -201,6 +201,13 @@ BP4_TILE = 5  # examples per pass of accumulate_bp34_units
 
 
 @njit(cache=True)
+def unit_groups(W):
+    """How many groups of four units (rows; the last may have fewer) the parallel kernels cut W (n_out, n_in)
+    into."""
+    return (W.shape[0] + 3) // 4
+
+
+@njit(cache=True)
 def example_block(m, n_in, itemsize):
     """How many of a batch's m examples a kernel takes at a time: blocks of about equal size whose inputs
     (block, n_in) fill at most ~192 KiB, so that they stay in the L2 cache while every weight row passes over
@@ -336,7 +343,7 @@ def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, row
     only by the iteration that owns it, so one parallel region covers layer 1's update and its next forward
     pass, and meanwhile asks for the inputs X[rows_ahead] of the batch after next.
     """
-    n_groups = (W.shape[0] + 3) // 4
+    n_groups = unit_groups(W)
     for g in prange(n_groups):
         update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, n_groups)
 
@@ -683,7 +690,7 @@ def cost_sum(cost_code, A, Y, rows):
 @njit(cache=True)
 def layer_forward(W, b, A_prev, x_scale, rows, Z, n_par_min):
     """Z = x_scale A_prev[rows] W^T + b (eq. 25), in parallel when the layer's work reaches n_par_min."""
-    n_groups = (W.shape[0] + 3) // 4
+    n_groups = unit_groups(W)
     if rows.shape[0] * W.size >= n_par_min:
         weighted_input_par(W, b, A_prev, x_scale, rows, Z, 0, n_groups)
     else:
@@ -693,7 +700,7 @@ def layer_forward(W, b, A_prev, x_scale, rows, Z, n_par_min):
 @njit(cache=True)
 def layer_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, n_par_min):
     """BP3/BP4 of one layer into (W, b) (see ``accumulate_bp34_units``), in parallel when its work is large."""
-    n_groups = (W.shape[0] + 3) // 4
+    n_groups = unit_groups(W)
     if rows.shape[0] * W.size >= n_par_min:
         accumulate_bp34_par(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 0, n_groups)
     else:
@@ -974,7 +981,7 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
         if l > 1:
             W = weight(theta, layout, l)
             weighted_input(W, bias(theta, layout, l), block(ws, layout, l - 1, A_PART, m), 1.0, ident[x0:x1],
-                           Z[x0:x1], 0, (W.shape[0] + 3) // 4)
+                           Z[x0:x1], 0, unit_groups(W))
         activate(layout[l, ACT], Z[x0:x1], A[x0:x1])
     output_delta(layout[L, ACT], cost_code, Z[x0:x1], A[x0:x1], Y, rows[x0:x1],
                  block(ws, layout, L, DELTA_PART, m)[x0:x1])  # Z, A: layer L's blocks
@@ -995,7 +1002,7 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
     for l in range(1, layout.shape[0]):
         W, b = weight(theta, layout, l), bias(theta, layout, l)
         delta = block(ws, layout, l, DELTA_PART, m)
-        n_groups = (W.shape[0] + 3) // 4
+        n_groups = unit_groups(W)
         g0, g1 = r * n_groups // n_parts, (r + 1) * n_groups // n_parts
         if l > 1:
             accumulate_bp34(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident[:m], scale, beta_w, 1.0, W, b,
