@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ import numpy as np
 
 from . import __version__, activations, costs, datasets, io
 from .gradcheck import gradcheck
-from .model import INITS, MLP, OPTIMIZERS
+from .model import INITS, MLP, OPTIMIZERS, PREPARE_NOTE
 
 BOOK_HIDDEN = 30
 DEFAULT_MOMENTUM = 0.9
@@ -89,8 +90,12 @@ def add_train_options(train):
     train.add_argument("--init", choices=list(INITS), default="default",
                        help="weights N(0, 1/n_in) or N(0, 1) (default: %(default)s)")
     train.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="(default: %(default)s)")
-    train.add_argument("--seed", type=_number(int, 0), metavar="N", help="seed for the weights and shuffling")
-    train.add_argument("--threads", type=_number(int, 1), metavar="N", help="kernel threads (default: all cores)")
+    train.add_argument("--seed", type=_number(int, 0), metavar="N",
+                       help="seed for the weights and shuffling (default: a fresh one, printed at the start so "
+                       "that the run can be repeated)")
+    train.add_argument("--threads", type=_number(int, 1), metavar="N",
+                       help="kernel threads (default: NUMBA_NUM_THREADS, else SLURM_CPUS_PER_TASK, else the "
+                       "cores available; under MPI, the node's cores shared among its ranks)")
     train.add_argument("--save", metavar="PATH", help="write the trained model (.npz or .json)")
     train.add_argument("--checkpoint", metavar="PATH", help="write the training state to PATH after every epoch; "
                        "on SIGTERM (a preempted job) stop after the current epoch with exit code 143")
@@ -186,7 +191,8 @@ def run_train(args):
                          f"outputs to match {data.name}; got {','.join(map(str, sizes))}.")
     momentum = args.momentum if args.momentum is not None else (
         DEFAULT_MOMENTUM if args.optimizer == "momentum" else 0.0)
-    model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=args.seed,
+    seed = args.seed if args.seed is not None else fresh_seed()
+    model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=seed,
                 init=args.init, n_threads=args.threads)
     n_train, n_test = len(data.y_train), len(data.y_test)
     out.emit(
@@ -194,12 +200,12 @@ def run_train(args):
         f"y {data.y_test.shape}, {data.n_classes} classes\n"
         f"network: {list(model.sizes)} {','.join(model.activation_names)}, {model.cost_name} cost, "
         f"{model.dtype.name}, {args.optimizer} eta {args.eta:g}, mini-batch {args.batch_size}, lmbda {args.lmbda:g}, "
-        f"{args.epochs} epochs, {model.n_threads} thread{'s' if model.n_threads != 1 else ''}",
+        f"{args.epochs} epochs, seed {seed}, {model.n_threads} thread{'s' if model.n_threads != 1 else ''}",
         {"event": "start", "data": data.name, "train_shape": list(data.X_train.shape),
          "test_shape": list(data.X_test.shape), "n_classes": data.n_classes, "sizes": list(model.sizes),
          "activations": model.activation_names, "cost": model.cost_name, "dtype": model.dtype.name,
          "optimizer": args.optimizer, "eta": args.eta, "batch_size": args.batch_size, "lmbda": args.lmbda,
-         "momentum": momentum, "init": args.init, "epochs": args.epochs, "seed": args.seed,
+         "momentum": momentum, "init": args.init, "epochs": args.epochs, "seed": seed,
          "n_threads": model.n_threads})
 
     resumed_from = len(_checkpoint_history(args)) if args.resume else 0
@@ -220,6 +226,9 @@ def run_train(args):
                   f"test cost {record['test_cost']:.5g}, {seconds:.2f} s, {rate:,.0f} examples/s", record)
         return bool(stopper and stopper.received)
 
+    if args.epochs > resumed_from and not (args.quiet or args.json or sys.stderr.isatty()):
+        # On a terminal, fit's progress line says it.
+        out.emit(f"preparing the kernels ({PREPARE_NOTE}) ...", None)
     start = time.perf_counter()
     with stop as stopper:
         history = model.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
@@ -249,6 +258,11 @@ def run_train(args):
             {"event": "end", "epochs_run": epochs_run, "test_accuracy": accuracy, "test_correct": correct,
              "test_size": n_test, "seconds": seconds, "saved": args.save, "plot": args.plot}, final=True)
     return 0
+
+
+def fresh_seed():
+    """A seed for a run given none: 32 random bits from the operating system."""
+    return secrets.randbits(32)
 
 
 class StopOnSignal:

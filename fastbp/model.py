@@ -26,6 +26,8 @@ PARALLEL_MIN_WORK = 1 << 17
 EVAL_CHUNK = 256
 OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "adam": kernels.ADAM}
 INITS = ("default", "large")
+# What preparing the kernels means for the user (progress lines of fit and fastbp train).
+PREPARE_NOTE = "compiled on the first run, about half a minute; loaded from the cache after"
 
 
 def make_layout(sizes, act_codes):
@@ -426,7 +428,7 @@ class Trainer:
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(desc="preparing the kernels (compiled on the first run, then cached)", bar_format="{desc}",
+            bar = tqdm(desc=f"preparing the kernels ({PREPARE_NOTE})", bar_format="{desc}",
                        leave=False)
         try:
             self._prepare_epoch()

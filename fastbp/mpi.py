@@ -310,7 +310,7 @@ def main(argv=None):
     prints. With --checkpoint, a SIGTERM to any rank (a scheduler preempting the job signals them all) stops
     every rank after the same epoch, whose checkpoint is then on disk."""
     from . import datasets
-    from .cli import BOOK_HIDDEN, DEFAULT_MOMENTUM, StopOnSignal, add_train_options
+    from .cli import BOOK_HIDDEN, DEFAULT_MOMENTUM, StopOnSignal, add_train_options, fresh_seed
     from .model import MLP
 
     comm = MPI.COMM_WORLD
@@ -338,10 +338,12 @@ def main(argv=None):
             print(text, file=file, flush=True)
 
     try:
+        seed = args.seed if args.seed is not None else comm.bcast(fresh_seed() if rank == 0 else None, root=0)
+
         def setup():
             data = datasets.load_dataset(args.data, dtype=args.dtype, compact=True)
             sizes = args.sizes or [data.n_features, BOOK_HIDDEN, data.n_classes]
-            model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=args.seed,
+            model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=seed,
                         init=args.init, n_threads=args.threads)
             return data, model
 
@@ -353,7 +355,8 @@ def main(argv=None):
             say(f"data: {data.name}, train X {data.X_train.shape}, test X {data.X_test.shape}\n"
                 f"network: {list(model.sizes)} {','.join(model.activation_names)}, {model.cost_name} cost, "
                 f"{model.dtype.name}, {args.optimizer} eta {args.eta:g}, mini-batch {args.batch_size}, "
-                f"lmbda {args.lmbda:g}, {args.epochs} epochs, {comm.Get_size()} ranks x {threads} threads")
+                f"lmbda {args.lmbda:g}, {args.epochs} epochs, seed {seed}, {comm.Get_size()} ranks x {threads} "
+                "threads")
 
         def report(epoch, history):
             if not args.quiet:

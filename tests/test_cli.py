@@ -31,15 +31,17 @@ def test_train_prints_data_network_and_one_line_per_epoch(capsys):
     assert lines[0].startswith("data: digits, train X (1500, 64)")
     assert "test X (297, 64)" in lines[0] and "10 classes" in lines[0]
     assert lines[1].startswith("network: [64, 30, 10] sigmoid,sigmoid, quadratic cost, float64, sgd eta 3,")
-    assert "mini-batch 10" in lines[1] and lines[1].endswith("1 thread")
-    epochs = [EPOCH_LINE.fullmatch(line) for line in lines[2:4]]
+    assert "mini-batch 10" in lines[1] and lines[1].endswith("seed 0, 1 thread")
+    # Not a terminal (no progress bar): a line says why the first epoch may take a while.
+    assert lines[2].startswith("preparing the kernels (compiled on the first run") and lines[2].endswith("...")
+    epochs = [EPOCH_LINE.fullmatch(line) for line in lines[3:5]]
     assert all(epochs), lines
     assert [int(m.group(1)) for m in epochs] == [1, 2]
     for m in epochs:
         assert abs(int(m.group(2)) / N_TEST * 100 - float(m.group(3))) < 0.006
         assert 0 < float(m.group(4)) < 1  # the quadratic cost of sigmoid outputs lies in (0, 5)
-    final = FINAL_LINE.match(lines[4])
-    assert final and len(lines) == 5
+    final = FINAL_LINE.match(lines[5])
+    assert final and len(lines) == 6
     assert final.group(1) == epochs[-1].group(2)  # the last epoch's accuracy is the final one
     assert int(final.group(1)) > 0.5 * N_TEST  # the book's setup learns digits within two epochs
 
@@ -68,6 +70,21 @@ def test_json_prints_one_object_per_line(capsys):
         assert record["examples_per_second"] == pytest.approx(1500 / record["seconds"])
     assert end["epochs_run"] == 2 and end["test_accuracy"] == epochs[-1]["test_accuracy"]
     assert end["saved"] is None
+
+
+def test_without_seed_a_fresh_one_is_reported_and_repeats_the_run(tmp_path, capsys):
+    unseeded = [a for a in TRAIN if a not in ("--seed", "0")]
+    first, again = tmp_path / "first.npz", tmp_path / "again.npz"
+    code, lines, err = run(capsys, unseeded + ["--json", "--save", str(first)])
+    assert code == 0, err
+    seed = json.loads(lines[0])["seed"]
+    assert isinstance(seed, int) and seed >= 0
+    code, lines, err = run(capsys, unseeded + ["--seed", str(seed), "--save", str(again)])
+    assert code == 0, err
+    assert f"seed {seed}, " in lines[1]
+    np.testing.assert_array_equal(fio.load(str(again)).params, fio.load(str(first)).params)
+    code, lines, err = run(capsys, unseeded + ["--json"])
+    assert json.loads(lines[0])["seed"] != seed  # 32 random bits: equal once in 4 billion runs
 
 
 def test_json_quiet_prints_only_the_end(capsys):

@@ -1,6 +1,7 @@
 """fastbp.mpi against single-process MLP.fit: in this process (one rank) and under mpirun with two ranks."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install fastb
 from mpi4py import MPI  # noqa: E402
 
 from fastbp import MLP, ScaledInputs  # noqa: E402
+from fastbp import io as fio  # noqa: E402
 from fastbp import mpi  # noqa: E402
 from fastbp.checkpoint import peek  # noqa: E402
 
@@ -256,6 +258,14 @@ def test_command_one_rank(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("final: test accuracy ") and out.count("\n") == 1
     assert path.stat().st_size > 0
+    # Without --seed, a fresh one is printed, and giving it repeats the run.
+    first, again = tmp_path / "first.npz", tmp_path / "again.npz"
+    assert mpi.main(["--data", "digits", "--epochs", "1", "--batch-size", "50", "--save", str(first)]) == 0
+    seed = int(re.search(r", seed (\d+), 1 ranks x ", capsys.readouterr().out).group(1))
+    assert mpi.main(["--data", "digits", "--epochs", "1", "--batch-size", "50", "--seed", str(seed), "--quiet",
+                     "--save", str(again)]) == 0
+    capsys.readouterr()
+    np.testing.assert_array_equal(fio.load(str(again)).params, fio.load(str(first)).params)
     assert mpi.main(["--eta", "-1"]) == 2
     assert "--eta: must be a float > 0.0" in capsys.readouterr().err
     assert mpi.main(["--plot", str(tmp_path / "c.png")]) == 2
