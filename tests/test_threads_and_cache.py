@@ -136,28 +136,36 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_second_process_loads_compiled_kernels_from_disk(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    runs = [subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-            for _ in range(2)]
-    for run in runs:
-        assert run.returncode == 0, run.stderr
-    first_hits, first_misses = map(int, runs[0].stdout.split())
-    second_hits, second_misses = map(int, runs[1].stdout.split())
+def run_script(cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    return tuple(map(int, run.stdout.split()))  # train_epoch's cache hits, misses
+
+
+@pytest.fixture(scope="module")
+def first_process(tmp_path_factory):
+    """SCRIPT run once in a new process with an empty disk cache (the full compile, about half a minute):
+    the cache directory it filled and train_epoch's (hits, misses)."""
+    cache_dir = tmp_path_factory.mktemp("numba_cache")
+    return cache_dir, run_script(cache_dir)
+
+
+def test_second_process_loads_compiled_kernels_from_disk(first_process):
+    cache_dir, (first_hits, first_misses) = first_process
+    second_hits, second_misses = run_script(cache_dir)
     assert first_misses >= 1 and first_hits == 0
     assert second_hits >= 1 and second_misses == 0
 
 
-def test_serial_and_parallel_kernels_do_not_share_a_cache(tmp_path):
+def test_serial_and_parallel_kernels_do_not_share_a_cache(first_process):
     """Numba names a disk cache after the function, so each kernel's parallel twin needs a name of its own:
     otherwise a new process would load one compiled version for both (measured: 'serial' kernels that
     launched thread pools and 'parallel' ones that ran on one thread)."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    cache_dir = first_process[0]
     for name in ("_weighted_input", "_accumulate_bp34", "_backpropagate", "_update_and_forward_layer1"):
-        serial = list(tmp_path.rglob(f"kernels.{name}-*.nbc"))
-        parallel = list(tmp_path.rglob(f"kernels.{name}_par-*.nbc"))
+        serial = list(cache_dir.rglob(f"kernels.{name}-*.nbc"))
+        parallel = list(cache_dir.rglob(f"kernels.{name}_par-*.nbc"))
         assert serial and parallel, name
         # The parallel version calls Numba's work scheduler; the serial one never does.
         assert all(b"do_scheduling" in f.read_bytes() for f in parallel), name
