@@ -213,7 +213,10 @@ def example_block(m, n_in, itemsize):
     (block, n_in) fill at most ~192 KiB, so that they stay in the L2 cache while every weight row passes over
     them. A batch that fits gets one block (the result is then >= m). A multiple of BP4_TILE, and even, so that
     every block starts at an even example: the kernels pair examples (2i, 2i+1) whichever blocks or shares of a
-    batch they are given, and so compute each value the same way on every path."""
+    batch they are given, and so compute each value the same way on every path.
+
+    ``itemsize`` is the weights' (the kernels' float type), for 8-bit inputs too: blocks sized by those inputs'
+    own bytes (one block of 128 examples on [784, 256, 128, 10]) trained 0.93-0.96x as fast on 2 threads."""
     t = 2 * BP4_TILE
     cap = max(t, (192 * 1024 // (n_in * itemsize)) // t * t)
     n_blocks = max(1, (m + cap - 1) // cap)
