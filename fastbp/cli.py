@@ -17,6 +17,7 @@ import threading
 import time
 import warnings
 
+import numba
 import numpy as np
 
 from . import __version__, activations, costs, datasets, io
@@ -54,7 +55,8 @@ def _number(kind, low, low_open=False):
         except ValueError:
             value = None
         if value is None or not np.isfinite(value) or value < low or (low_open and value == low):
-            raise argparse.ArgumentTypeError(f"must be a {kind.__name__} {'>' if low_open else '>='} {low}; "
+            article = "an" if kind is int else "a"
+            raise argparse.ArgumentTypeError(f"must be {article} {kind.__name__} {'>' if low_open else '>='} {low}; "
                                              f"got {text!r}")
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its messages
@@ -175,9 +177,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def run_train(args):
     # Everything that can be checked is checked before the data are read and the training starts.
     figure_class = _plotting(args.plot) if args.plot else None
-    if args.save:
-        io.format_of(args.save)
-        _check_directory(args.save, "--save")
+    check_output_options(args)
     out = _Output(json_lines=args.json, quiet=args.quiet)
 
     try:
@@ -303,6 +303,20 @@ class _Output:
             print(json.dumps(record) if self.json_lines else text, flush=True)
 
 
+def check_output_options(args):
+    """Before any data are read: --save names a model format in an existing directory, --checkpoint a file in
+    one, and --threads fits numba's thread pool."""
+    if args.save:
+        io.format_of(args.save)
+        _check_directory(args.save, "--save")
+    if args.checkpoint:
+        _check_directory(args.checkpoint, "--checkpoint")
+    pool = numba.config.NUMBA_NUM_THREADS
+    if args.threads is not None and args.threads > pool:
+        raise ValueError(f"--threads must be at most {pool} (numba's thread pool, set by NUMBA_NUM_THREADS); "
+                         f"got {args.threads}.")
+
+
 def _check_directory(path, option):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
@@ -366,8 +380,6 @@ def run_gradcheck(args):
 
 # ---------------------------------------------------------------------------------------------- info
 def run_info(args):
-    import numba
-
     from .threads import available_cores, default_threads
 
     try:
@@ -386,8 +398,6 @@ def run_info(args):
 
 def _threading_layer():
     """The layer numba's parallel kernels use; it is only chosen once a parallel region has run."""
-    import numba
-
     @numba.njit(parallel=True)
     def touch(n):
         total = 0

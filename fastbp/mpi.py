@@ -310,7 +310,8 @@ def main(argv=None):
     prints. With --checkpoint, a SIGTERM to any rank (a scheduler preempting the job signals them all) stops
     every rank after the same epoch, whose checkpoint is then on disk."""
     from . import datasets
-    from .cli import BOOK_HIDDEN, DEFAULT_MOMENTUM, StopOnSignal, add_train_options, fresh_seed
+    from .cli import (BOOK_HIDDEN, DEFAULT_MOMENTUM, StopOnSignal, add_train_options, check_output_options,
+                      fresh_seed)
     from .model import MLP
 
     comm = MPI.COMM_WORLD
@@ -341,6 +342,7 @@ def main(argv=None):
         seed = args.seed if args.seed is not None else comm.bcast(fresh_seed() if rank == 0 else None, root=0)
 
         def setup():
+            check_output_options(args)  # before the data are read
             data = datasets.load_dataset(args.data, dtype=args.dtype, compact=True)
             sizes = args.sizes or [data.n_features, BOOK_HIDDEN, data.n_classes]
             model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=seed,

@@ -120,7 +120,8 @@ def test_float32_training(capsys):
     (["--save", "model.pkl"], r"must end in \.npz or \.json"),
     (["--data", "no-such-data"], "--data no-such-data"),
     (["--activation", "softmax"], "softmax"),
-    (["--threads", "100000"], "n_threads must be at most"),
+    (["--threads", "100000"], r"--threads must be at most \d+ \(numba's thread pool"),
+    (["--checkpoint", "/nonexistent-dir/run.npz"], "--checkpoint must name a file in an existing directory"),
 ])
 def test_errors_exit_1_with_one_line(capsys, args, message):
     code, lines, err = run(capsys, TRAIN + args)
@@ -147,6 +148,15 @@ def test_bad_arguments_exit_2(capsys, args):
     code, lines, err = run(capsys, args)
     assert code == 2
     assert lines == [] and "error:" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "0"], "argument --batch-size: must be an int >= 1; got '0'"),
+    (["--eta", "0"], "argument --eta: must be a float > 0.0; got '0'"),
+])
+def test_bad_numbers_say_what_was_expected(capsys, args, message):
+    code, _, err = run(capsys, ["train"] + args)
+    assert code == 2 and message in err
 
 
 def test_help_exits_0(capsys):

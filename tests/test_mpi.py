@@ -272,6 +272,9 @@ def test_command_one_rank(tmp_path, capsys):
     assert "--plot is not supported under MPI" in capsys.readouterr().err
     assert mpi.main(["--resume"]) == 2
     assert "--resume needs --checkpoint" in capsys.readouterr().err
+    assert mpi.main(["--data", "no-such-data", "--checkpoint", "/nonexistent-dir/c.npz"]) == 1
+    err = capsys.readouterr().err  # refused before the data are read
+    assert "--checkpoint must name a file in an existing directory" in err and "no-such-data" not in err
 
 
 def _rank_pids(marker):
