@@ -3,13 +3,26 @@ import os
 import secrets
 
 
-def atomic_write(path, write, what="model file"):
-    """Call ``write(binary file)`` on a fresh file beside ``path``, sync it, then move it onto ``path``: readers
-    see the old file or the new one, never a part. ``what`` names the file in errors."""
+def check_target(path, what="model file"):
+    """Whether ``path`` can take a new file: its directory exists and is writable, and it is not a directory
+    itself; else FileNotFoundError, PermissionError or IsADirectoryError naming ``what`` and the path. Returns
+    the directory."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{what} {path} must be in an existing directory; got no directory "
                                 f"{directory}.")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path} must be in a directory this process may write to; got "
+                              f"{directory}, which it may not.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path} must name a file; got a directory.")
+    return directory
+
+
+def atomic_write(path, write, what="model file"):
+    """Call ``write(binary file)`` on a fresh file beside ``path``, sync it, then move it onto ``path``: readers
+    see the old file or the new one, never a part. ``what`` names the file in errors."""
+    directory = check_target(path, what)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
@@ -18,6 +31,8 @@ def atomic_write(path, write, what="model file"):
             break
         except FileExistsError:
             continue
+        except OSError as exc:  # e.g. a read-only file system: name the file asked for, not the temporary one
+            raise type(exc)(exc.errno, f"cannot write {what} {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from .atomic import atomic_write
+from .atomic import atomic_write, check_target
 
 __all__ = ["RunState", "check_checkpoint_options", "data_fingerprint", "peek", "write", "read"]
 
@@ -38,7 +38,8 @@ class RunState:
 
 def check_checkpoint_options(path, resume):
     """The ``checkpoint`` and ``resume`` arguments of a fit, checked before any training: the path (a str, or
-    None for no checkpoints) in an existing directory, and resume a bool that needs a path."""
+    None for no checkpoints) of a file that can be written (``atomic.check_target``), and resume a bool that
+    needs a path."""
     if not isinstance(resume, bool):
         raise TypeError(f"resume must be True or False; got {type(resume).__name__}.")
     if path is None:
@@ -47,12 +48,7 @@ def check_checkpoint_options(path, resume):
         return None
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a str or os.PathLike; got {type(path).__name__}.")
-    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"checkpoint {os.fspath(path)} must be in an existing directory; got no "
-                                f"directory {directory}.")
-    if os.path.isdir(os.fspath(path)):
-        raise ValueError(f"checkpoint must be a file path; got the directory {os.fspath(path)}.")
+    check_target(os.fspath(path), "checkpoint")
     return os.fspath(path)
 
 

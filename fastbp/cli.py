@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from . import __version__, activations, costs, datasets, io
+from .atomic import check_target
 from .gradcheck import gradcheck
 from .model import INITS, MLP, OPTIMIZERS, PREPARE_NOTE
 
@@ -318,10 +319,12 @@ def check_output_options(args):
 
 
 def _check_directory(path, option):
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{option} must name a file in an existing directory; got {path} "
-                                f"(no directory {directory}).")
+    """The file ``path`` given to ``option`` can be written: in an existing, writable directory, and not a
+    directory itself (else an error that names the option)."""
+    try:
+        check_target(path, option)
+    except OSError as exc:
+        raise type(exc)(f"{option} must name a file that can be written; got {path}: {exc}") from None
 
 
 def _plotting(path):

@@ -1025,7 +1025,7 @@ def _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, 
     """Participant p's part of ``train_batches_shared``: each stage, its own share first, then those of
     participants not started yet, then the barrier."""
     _atomic_add(counters, _LINE * (1 + p), 1)
-    ident = np.arange(batch_size)
+    ident = np.arange(min(batch_size, order.shape[0]))  # a batch never has more rows than the order
     stage = 0
     for batch in range(first_batch, stop_batch):
         rows, rows_next, rows_ahead = batch_rows(order, batch_size, batch, stop_batch)

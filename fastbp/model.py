@@ -13,8 +13,8 @@ from .checkpoint import read as read_checkpoint
 from .checkpoint import write as write_checkpoint
 from .inputs import ScaledInputs, kernel_inputs
 from .threads import check_threads, using_threads
-from .validation import (check_choice, check_dtype, check_float, check_int, check_matrix, check_scaled_inputs,
-                         check_sizes, check_targets)
+from .validation import (check_bool, check_choice, check_dtype, check_float, check_int, check_matrix,
+                         check_scaled_inputs, check_sizes, check_targets)
 
 # Layers with at least this many multiply-adds per batch (m * n_in * n_out) run their parallel kernel; below
 # it, starting a parallel region (a few microseconds) costs more than the second core gives back. Measured on
@@ -266,7 +266,14 @@ class MLP:
         return grad
 
     def unflatten(self, vector):
-        """Split a flat vector of theta's layout into (weight arrays, bias arrays), as copies."""
+        """Split a flat vector of theta's layout (n_params,) into (weight arrays, bias arrays), as copies of the
+        model's dtype."""
+        if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.shape[0] != self.n_params:
+            shape = vector.shape if isinstance(vector, np.ndarray) else type(vector).__name__
+            raise ValueError(f"vector must be a 1-D array of n_params = {self.n_params} values; got {shape}.")
+        if vector.dtype.kind not in "fiu":
+            raise TypeError(f"vector must hold real numbers; got dtype {vector.dtype}.")
+        vector = np.ascontiguousarray(vector, dtype=self.dtype)
         return ([kernels.weight(vector, self._layout, l).copy() for l in range(1, self.num_layers)],
                 [kernels.bias(vector, self._layout, l).copy() for l in range(1, self.num_layers)])
 
@@ -300,13 +307,9 @@ class MLP:
         trainer = Trainer(self, X, y, validation_data=validation_data, batch_size=batch_size, eta=eta,
                            lmbda=lmbda, optimizer=optimizer, momentum=momentum, nesterov=nesterov, beta1=beta1,
                            beta2=beta2, epsilon=epsilon)
-        epochs = check_int(epochs, "epochs", minimum=0)
-        for name, value in (("early_stopping", early_stopping), ("halve_eta_after", halve_eta_after)):
-            if value is not None:
-                check_int(value, name, minimum=1)
-                if validation_data is None:
-                    raise ValueError(f"{name} needs validation_data; got validation_data=None.")
-        min_eta_fraction = check_float(min_eta_fraction, "min_eta_fraction", low=0.0, high=1.0)
+        epochs, min_eta_fraction = check_run_options(epochs, validation_data, early_stopping, halve_eta_after,
+                                                     min_eta_fraction, shuffle, monitor_training, monitor_gradients,
+                                                     callback)
         checkpoint = check_checkpoint_options(checkpoint, resume)
         show = sys.stderr.isatty() if progress is None else bool(progress)
         return trainer.run(epochs, shuffle=shuffle, early_stopping=early_stopping, halve_eta_after=halve_eta_after,
@@ -322,6 +325,25 @@ class MLP:
     def __repr__(self):
         return (f"MLP(sizes={list(self.sizes)}, activation={self.activation_names}, cost={self.cost_name!r}, "
                 f"dtype={self.dtype.name!r})")
+
+
+def check_run_options(epochs, validation_data, early_stopping, halve_eta_after, min_eta_fraction, shuffle,
+                      monitor_training, monitor_gradients, callback):
+    """The options of ``fit`` that ``Trainer.run`` takes (see ``MLP.fit``), checked before any training;
+    returns epochs and min_eta_fraction as int and float."""
+    epochs = check_int(epochs, "epochs", minimum=0)
+    for name, value in (("early_stopping", early_stopping), ("halve_eta_after", halve_eta_after)):
+        if value is not None:
+            check_int(value, name, minimum=1)
+            if validation_data is None:
+                raise ValueError(f"{name} needs validation_data; got validation_data=None.")
+    for name, value in (("shuffle", shuffle), ("monitor_training", monitor_training),
+                        ("monitor_gradients", monitor_gradients)):
+        check_bool(value, name)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be None or a callable (epoch, history) -> bool; got "
+                        f"{type(callback).__name__} {callback!r}.")
+    return epochs, check_float(min_eta_fraction, "min_eta_fraction", low=0.0, high=1.0)
 
 
 class Trainer:
@@ -346,7 +368,7 @@ class Trainer:
         self.opt = OPTIMIZERS[optimizer]
         if optimizer == "sgd" and momentum > 0:  # sgd with momentum, as in scikit-learn
             self.opt = kernels.MOMENTUM
-        if nesterov:
+        if check_bool(nesterov, "nesterov"):
             if self.opt != kernels.MOMENTUM:
                 raise ValueError("nesterov=True needs momentum: optimizer='sgd' with momentum > 0 (or "
                                  f"optimizer='momentum'); got optimizer={optimizer!r}, momentum={momentum!r}.")

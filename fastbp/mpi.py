@@ -44,9 +44,9 @@ except ImportError as exc:  # an optional dependency: say how to get it
 
 from .checkpoint import check_checkpoint_options
 from .inputs import kernel_inputs
-from .model import Trainer
+from .model import Trainer, check_run_options
 from .threads import available_cores, default_threads
-from .validation import check_float, check_int
+from .validation import check_int
 
 __all__ = ["fit", "save", "threads_per_rank", "share", "main"]
 
@@ -111,20 +111,13 @@ def fit(model, X, y, *, epochs, batch_size, eta, comm=None, lmbda=0.0, optimizer
         trainer = _MPITrainer(comm, model, X, y, validation_data=validation_data, batch_size=batch_size, eta=eta,
                               lmbda=lmbda, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
                               beta1=beta1, beta2=beta2, epsilon=epsilon)
-        check_int(epochs, "epochs", minimum=0)
-        for name, value in (("early_stopping", early_stopping), ("halve_eta_after", halve_eta_after)):
-            if value is not None:
-                check_int(value, name, minimum=1)
-                if validation_data is None:
-                    raise ValueError(f"{name} needs validation_data; got validation_data=None.")
-        check_float(min_eta_fraction, "min_eta_fraction", low=0.0, high=1.0)
+        check_run_options(epochs, validation_data, early_stopping, halve_eta_after, min_eta_fraction, shuffle,
+                          monitor_training, monitor_gradients, callback)
         if n_threads is not None:
             check_int(n_threads, "n_threads", minimum=1)
             if n_threads > numba.config.NUMBA_NUM_THREADS:
                 raise ValueError(f"n_threads must be at most {numba.config.NUMBA_NUM_THREADS} (numba's thread "
                                  f"pool, set by NUMBA_NUM_THREADS); got {n_threads}.")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
         return trainer, _signature(trainer, shuffle), check_checkpoint_options(checkpoint, resume)
 
     trainer, signature, checkpoint = _collectively(comm, prepare)

@@ -116,6 +116,13 @@ def check_targets(y, name, *, n_rows, n_out, dtype):
     return Y
 
 
+def check_bool(value, name):
+    """True or False (also numpy's bool), not another truthy value such as the string "no"."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}.")
+    return bool(value)
+
+
 def check_choice(value, name, choices):
     """One of ``choices``."""
     if value not in choices:

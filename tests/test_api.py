@@ -106,6 +106,10 @@ def test_fit_rejects_bad_data_and_leaves_the_model_untouched(X, y, match):
     (dict(nesterov=True), "nesterov=True needs momentum"),
     (dict(early_stopping=3), "early_stopping needs validation_data"),
     (dict(validation_data=np.zeros((2, 3))), "validation_data must be a pair"),
+    (dict(callback=5), r"callback must be None or a callable \(epoch, history\) -> bool; got int 5"),
+    (dict(optimizer="momentum", momentum=0.5, nesterov="no"), "nesterov must be True or False; got str 'no'"),
+    (dict(shuffle=1), "shuffle must be True or False; got int 1"),
+    (dict(monitor_gradients="yes"), "monitor_gradients must be True or False"),
 ])
 def test_fit_rejects_bad_hyperparameters(rng, kwargs, match):
     net = MLP([3, 4, 2], seed=0)
@@ -114,6 +118,21 @@ def test_fit_rejects_bad_hyperparameters(rng, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         net.fit(rng.random((6, 3)), rng.integers(0, 2, 6), **args)
     np.testing.assert_array_equal(net.params, before)
+
+
+def test_unflatten_checks_the_vector_and_splits_it_as_the_parameters():
+    net = MLP([5, 4, 3], seed=2)
+    weights, biases = net.unflatten(net.params)
+    for got, want in zip(weights + biases, list(net.weights) + list(net.biases)):
+        np.testing.assert_array_equal(got, want)
+    weights, _ = net.unflatten(net.params.astype(np.float32))  # converted to the model's dtype
+    assert weights[0].dtype == np.float64 and weights[0].shape == (4, 5)
+    for bad, error, match in [(np.zeros(1), ValueError, r"n_params = 39 values; got \(1,\)"),
+                              (list(net.params), ValueError, "1-D array .* got list"),
+                              (np.zeros((39, 1)), ValueError, r"got \(39, 1\)"),
+                              (np.zeros(39, complex), TypeError, "real numbers; got dtype complex128")]:
+        with pytest.raises(error, match=match):
+            net.unflatten(bad)
 
 
 def test_callers_arrays_are_not_modified(rng):

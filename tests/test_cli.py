@@ -121,7 +121,8 @@ def test_float32_training(capsys):
     (["--data", "no-such-data"], "--data no-such-data"),
     (["--activation", "softmax"], "softmax"),
     (["--threads", "100000"], r"--threads must be at most \d+ \(numba's thread pool"),
-    (["--checkpoint", "/nonexistent-dir/run.npz"], "--checkpoint must name a file in an existing directory"),
+    (["--checkpoint", "/nonexistent-dir/run.npz"],
+     "--checkpoint must name a file that can be written; got /nonexistent-dir/run.npz: checkpoint"),
 ])
 def test_errors_exit_1_with_one_line(capsys, args, message):
     code, lines, err = run(capsys, TRAIN + args)

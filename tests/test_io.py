@@ -1,4 +1,5 @@
 """Model files: exact round trips, network2's JSON format, atomic writes and strict validation on load."""
+import errno
 import json
 import os
 import pickle
@@ -186,6 +187,40 @@ def test_save_checks_path_and_model(tmp_path):
     with pytest.raises(TypeError, match="path"):
         fio.save(model, 42)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_refuses_a_directory_it_may_not_write_to(tmp_path, monkeypatch):
+    # The superuser may write anywhere that is not mounted read-only, so the refusal is simulated there.
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.access(locked, os.W_OK):
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: False if os.fspath(path) == str(locked)
+                            else real_access(path, mode))
+    try:
+        with pytest.raises(PermissionError, match=f"model file {locked / 'm.npz'} must be in a directory this "
+                                                  "process may write to"):
+            fio.save(MLP([3, 2], seed=0), locked / "m.npz")
+    finally:
+        locked.chmod(0o755)
+    assert list(locked.iterdir()) == []
+    (tmp_path / "d.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"d\.npz must name a file; got a directory"):
+        fio.save(MLP([3, 2], seed=0), tmp_path / "d.npz")
+
+
+def test_failure_to_create_the_file_names_the_file_asked_for(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def read_only_open(path, flags, mode=0o777):
+        if os.fspath(path).endswith(".tmp"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    with pytest.raises(OSError, match=f"cannot write model file {tmp_path / 'm.npz'}: Read-only file system$"):
+        fio.save(MLP([3, 2], seed=0), tmp_path / "m.npz")
 
 
 # ---------------------------------------------------------------------------------------------- validation

@@ -30,6 +30,18 @@ def test_same_seed_same_bits_whatever_the_thread_count(rng, dtype, optimizer, ba
         np.testing.assert_array_equal(one, two)
 
 
+@two_threads
+def test_a_batch_larger_than_the_data_is_the_whole_data(rng):
+    """The one-region epoch allocates by the rows there are, not by batch_size (2**40 would need 8 TB)."""
+    X, y = rng.random((30, 200)), rng.integers(0, 3, 30)
+    results = []
+    for batch_size in (30, 2 ** 40):
+        net = MLP([200, 40, 3], seed=0, n_threads=2)
+        net.fit(X, y, epochs=2, batch_size=batch_size, eta=0.5)
+        results.append(net.params.copy())
+    np.testing.assert_array_equal(results[0], results[1])
+
+
 # (sizes, activation, cost, batch_size, n, 8-bit inputs): odd mini-batches with a short last one; more
 # participants than pairs of examples (some shares are empty); a softmax output; 8-bit inputs; a user-defined
 # activation; layers whose mini-batches take several blocks of examples (kernels.example_block: blocks of 10
