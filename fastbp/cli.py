@@ -353,7 +353,7 @@ def _plot(Figure, history, path, title):
     ax_acc.set(ylabel="test accuracy (%)")
     ax_cost.plot(epochs, history.get("val_cost", []), marker=".")
     ax_cost.set(ylabel="test cost")
-    norms = np.array(history.get("grad_norms", []), dtype=float).reshape(len(epochs), -1)
+    norms = np.array(history.get("grad_norms", []), dtype=float).reshape(len(epochs), -1 if epochs else 0)
     for layer in range(norms.shape[1]):
         ax_grad.plot(epochs, norms[:, layer], marker=".", label=f"$w^{{{layer + 2}}}$")  # the book numbers from 2
     ax_grad.set(ylabel="$\\|\\partial C / \\partial w^l\\|$ (speed of learning)")

@@ -453,8 +453,8 @@ except ImportError:  # numpy < 2
     from numpy.core import multiarray as _multiarray
 
 
-class _RefusedPickle(pickle.UnpicklingError):
-    """A pickle asked for something beyond rebuilding numpy arrays."""
+class _RefusedPickle(pickle.UnpicklingError, ValueError):
+    """A pickle asked for something beyond rebuilding numpy arrays (a ValueError too: bad input data)."""
 
 
 def _latin1_encode(obj, encoding="utf-8", errors="strict"):
@@ -501,8 +501,8 @@ def read_mnist_pkl(path):
     data = _read_bytes(path, "MNIST pickle")
     try:
         obj = _ArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except _RefusedPickle:
-        raise
+    except _RefusedPickle as exc:
+        raise _RefusedPickle(f"MNIST pickle {path} is refused: {exc}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
             AttributeError, IndexError, KeyError, struct.error) as exc:
         raise ValueError(

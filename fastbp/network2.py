@@ -34,6 +34,7 @@ import numpy as np
 # What network.py shares: parameter views, data conversion, epochs, and sigmoid / sigmoid_prime themselves.
 from ._book import (LiveParameters, book_rows, example_gradient, gradient_step, shuffled_orders, sigmoid,
                     sigmoid_prime)
+from .atomic import atomic_write
 from .model import MLP, Trainer
 from .threads import using_threads
 from .validation import check_float, check_int
@@ -297,9 +298,8 @@ class Network(LiveParameters):
                 "weights": [w.tolist() for w in self.weights],
                 "biases": [b.tolist() for b in self.biases],
                 "cost": str(self.cost.__name__)}
-        text = json.dumps(data)  # serialised first, so a failure cannot leave half a file
-        with open(filename, "w") as f:
-            f.write(text)
+        payload = json.dumps(data).encode()  # serialised first, then written atomically: never half a file
+        atomic_write(os.fspath(filename), lambda fh: fh.write(payload), what="network file")
 
     def __repr__(self):
         return f"Network({self.sizes}, cost={self.cost.__name__})"

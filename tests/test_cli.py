@@ -1,5 +1,8 @@
 """The fastbp command, run in-process on scikit-learn's digits (1500 training, 297 test rows)."""
+import gzip
 import json
+import os
+import pickle
 import re
 import subprocess
 import sys
@@ -133,6 +136,20 @@ def test_errors_exit_1_with_one_line(capsys, args, message):
     assert "Traceback" not in err
 
 
+def test_refused_pickle_is_one_error_line(tmp_path, capsys):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pkl.gz"
+    with gzip.open(path, "wb") as fh:
+        pickle.dump((Evil(), Evil(), Evil()), fh, protocol=2)
+    code, lines, err = run(capsys, ["train", "--data", str(path)])
+    assert code == 1 and lines == []
+    assert err.startswith(f"fastbp: error: --data {path}: MNIST pickle {path} is refused: global ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 @pytest.mark.parametrize("args", [
     ["train", "--sizes", "64,x,10"],
     ["train", "--sizes", "64"],
@@ -174,6 +191,14 @@ def test_plot_writes_an_image(tmp_path, capsys):
     assert lines[0].endswith(f"; plot {path}")
     assert path.stat().st_size > 1000
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_after_no_epochs_is_an_empty_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib")
+    path = tmp_path / "curves.png"
+    code, lines, err = run(capsys, TRAIN + ["--quiet", "--epochs", "0", "--plot", str(path)])
+    assert code == 0, err
+    assert "after 0 epochs" in lines[0] and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_without_matplotlib_fails_before_training(tmp_path, capsys, monkeypatch):

@@ -1,6 +1,7 @@
 """Tests for fastbp.network2, the drop-in for the book's network2.py, against the NumPy reference."""
 
 import json
+import os
 import random
 
 import numpy as np
@@ -367,3 +368,17 @@ def test_save_failure_leaves_no_file(tmp_path):
     with pytest.raises(OSError):
         net.save(tmp_path / "missing-dir" / "net.json")
     assert not (tmp_path / "missing-dir").exists()
+
+
+def test_save_failure_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "net.json"
+    make_net([2, 2], CrossEntropyCost).save(path)
+    before = path.read_bytes()
+
+    def failing_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        make_net([3, 2], CrossEntropyCost).save(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["net.json"]
