@@ -49,16 +49,19 @@ def _activation(text):
     return names[0] if len(names) == 1 else names
 
 
-def _number(kind, low, low_open=False):
+def _number(kind, low, low_open=False, below=None):
+    """An argparse type: a number of ``kind`` >= low (> low if low_open) and, if given, < below."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not np.isfinite(value) or value < low or (low_open and value == low):
+        if (value is None or not np.isfinite(value) or value < low or (low_open and value == low)
+                or (below is not None and value >= below)):
             article = "an" if kind is int else "a"
-            raise argparse.ArgumentTypeError(f"must be {article} {kind.__name__} {'>' if low_open else '>='} {low}; "
-                                             f"got {text!r}")
+            bound = f" and < {below}" if below is not None else ""
+            raise argparse.ArgumentTypeError(f"must be {article} {kind.__name__} {'>' if low_open else '>='} {low}"
+                                             f"{bound}; got {text!r}")
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
@@ -83,7 +86,7 @@ def add_train_options(train):
     train.add_argument("--lmbda", type=_number(float, 0.0), default=0.0,
                        help="L2 regularisation, network2's lmbda (default: %(default)s)")
     train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd", help="(default: %(default)s)")
-    train.add_argument("--momentum", type=_number(float, 0.0), metavar="MU",
+    train.add_argument("--momentum", type=_number(float, 0.0, below=1.0), metavar="MU",
                        help=f"with --optimizer momentum (default: {DEFAULT_MOMENTUM})")
     train.add_argument("--nesterov", action="store_true", help="Nesterov momentum (with --optimizer momentum)")
     train.add_argument("--early-stopping", type=_number(int, 1), metavar="K",
@@ -151,10 +154,8 @@ def main(argv=None):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if getattr(args, "momentum", None) is not None and args.optimizer != "momentum":
-            args.parser.error("--momentum needs --optimizer momentum")
-        if getattr(args, "resume", False) and not args.checkpoint:
-            args.parser.error("--resume needs --checkpoint PATH")
+        if hasattr(args, "optimizer"):
+            check_option_pairs(args, args.parser)
     except SystemExit as exc:  # argparse: --help/--version (0) or bad arguments (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
@@ -186,13 +187,18 @@ def run_train(args):
         data = datasets.load_dataset(args.data, dtype=args.dtype, compact=True)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise type(exc)(f"--data {args.data}: {exc}") from None
+    note = fallback_note(args.data, data)
+    if note:
+        print(f"fastbp: note: {note}", file=sys.stderr, flush=True)
     sizes = args.sizes or [data.n_features, BOOK_HIDDEN, data.n_classes]
     if sizes[0] != data.n_features or sizes[-1] != data.n_classes:
         raise ValueError(f"--sizes must start with {data.n_features} inputs and end with {data.n_classes} "
                          f"outputs to match {data.name}; got {','.join(map(str, sizes))}.")
     momentum = args.momentum if args.momentum is not None else (
         DEFAULT_MOMENTUM if args.optimizer == "momentum" else 0.0)
-    seed = args.seed if args.seed is not None else fresh_seed()
+    resumed_from = len(_checkpoint_history(args)) if args.resume else 0
+    # A fresh seed unless given; a resumed run takes its parameters and shuffling from the checkpoint instead.
+    seed = args.seed if args.seed is not None or resumed_from else fresh_seed()
     model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=seed,
                 init=args.init, n_threads=args.threads)
     n_train, n_test = len(data.y_train), len(data.y_test)
@@ -201,7 +207,8 @@ def run_train(args):
         f"y {data.y_test.shape}, {data.n_classes} classes\n"
         f"network: {list(model.sizes)} {','.join(model.activation_names)}, {model.cost_name} cost, "
         f"{model.dtype.name}, {args.optimizer} eta {args.eta:g}, mini-batch {args.batch_size}, lmbda {args.lmbda:g}, "
-        f"{args.epochs} epochs, seed {seed}, {model.n_threads} thread{'s' if model.n_threads != 1 else ''}",
+        f"{args.epochs} epochs, {'seed from the checkpoint' if seed is None else f'seed {seed}'}, "
+        f"{model.n_threads} thread{'s' if model.n_threads != 1 else ''}",
         {"event": "start", "data": data.name, "train_shape": list(data.X_train.shape),
          "test_shape": list(data.X_test.shape), "n_classes": data.n_classes, "sizes": list(model.sizes),
          "activations": model.activation_names, "cost": model.cost_name, "dtype": model.dtype.name,
@@ -209,7 +216,6 @@ def run_train(args):
          "momentum": momentum, "init": args.init, "epochs": args.epochs, "seed": seed,
          "n_threads": model.n_threads})
 
-    resumed_from = len(_checkpoint_history(args)) if args.resume else 0
     if resumed_from:
         out.emit(f"resuming from {args.checkpoint} after epoch {resumed_from}",
                  {"event": "resume", "checkpoint": args.checkpoint, "after_epoch": resumed_from})
@@ -261,6 +267,15 @@ def run_train(args):
     return 0
 
 
+def fallback_note(spec, data):
+    """What to tell the user when the default data set is the digits because Fashion-MNIST is not installed."""
+    if spec != "default" or data.name == "fashion-mnist":
+        return None
+    return (f"Fashion-MNIST is not installed (no {datasets.fashion_mnist_dir()}; on Debian: apt-get install "
+            f"dataset-fashion-mnist, or set {datasets.FASHION_MNIST_ENV}): training on scikit-learn's 8x8 digits "
+            "instead.")
+
+
 def fresh_seed():
     """A seed for a run given none: 32 random bits from the operating system."""
     return secrets.randbits(32)
@@ -304,6 +319,15 @@ class _Output:
             print(json.dumps(record) if self.json_lines else text, flush=True)
 
 
+def check_option_pairs(args, parser):
+    """Options of ``fastbp train`` that need another one: a usage error (exit 2) from ``parser`` if not."""
+    for option, needs in (("momentum", "--optimizer momentum"), ("nesterov", "--optimizer momentum")):
+        if getattr(args, option) not in (None, False) and args.optimizer != "momentum":
+            parser.error(f"--{option} needs {needs}")
+    if args.resume and not args.checkpoint:
+        parser.error("--resume needs --checkpoint PATH")
+
+
 def check_output_options(args):
     """Before any data are read: --save names a model format in an existing directory, --checkpoint a file in
     one, and --threads fits numba's thread pool."""
@@ -321,10 +345,7 @@ def check_output_options(args):
 def _check_directory(path, option):
     """The file ``path`` given to ``option`` can be written: in an existing, writable directory, and not a
     directory itself (else an error that names the option)."""
-    try:
-        check_target(path, option)
-    except OSError as exc:
-        raise type(exc)(f"{option} must name a file that can be written; got {path}: {exc}") from None
+    check_target(path, option)
 
 
 def _plotting(path):

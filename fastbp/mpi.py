@@ -303,8 +303,8 @@ def main(argv=None):
     prints. With --checkpoint, a SIGTERM to any rank (a scheduler preempting the job signals them all) stops
     every rank after the same epoch, whose checkpoint is then on disk."""
     from . import datasets
-    from .cli import (BOOK_HIDDEN, DEFAULT_MOMENTUM, StopOnSignal, add_train_options, check_output_options,
-                      fresh_seed)
+    from .cli import (BOOK_HIDDEN, DEFAULT_MOMENTUM, StopOnSignal, add_train_options, check_option_pairs,
+                      check_output_options, fallback_note, fresh_seed)
     from .model import MLP
 
     comm = MPI.COMM_WORLD
@@ -317,10 +317,7 @@ def main(argv=None):
             contextlib.redirect_stdout(sys.stdout if rank == 0 else io.StringIO()):
         try:
             args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-            if args.momentum is not None and args.optimizer != "momentum":
-                parser.error("--momentum needs --optimizer momentum")
-            if args.resume and not args.checkpoint:
-                parser.error("--resume needs --checkpoint PATH")
+            check_option_pairs(args, parser)
             for option in ("plot", "json"):
                 if getattr(args, option):
                     parser.error(f"--{option} is not supported under MPI")
@@ -343,6 +340,9 @@ def main(argv=None):
             return data, model
 
         data, model = _collectively(comm, setup)
+        note = fallback_note(args.data, data)
+        if note:
+            say(f"fastbp: note: {note}", file=sys.stderr)
         momentum = args.momentum if args.momentum is not None else (
             DEFAULT_MOMENTUM if args.optimizer == "momentum" else 0.0)
         threads = args.threads or threads_per_rank(comm)

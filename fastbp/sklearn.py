@@ -5,7 +5,9 @@ Drop-in replacements for ``sklearn.neural_network``'s classes of the same names,
 update rules and stopping rules are scikit-learn's; each epoch runs as one jitted call of
 :class:`fastbp.model.Trainer` instead of a Python loop over mini-batches. Differences, all documented on the
 classes: no "lbfgs" solver and no ``sample_weight``; ``loss_`` is measured on the whole training set after
-each epoch; the L2 term of a smaller last mini-batch is divided by ``batch_size``.
+each epoch; the L2 term of a smaller last mini-batch is divided by ``batch_size``; with ``shuffle=True`` each
+epoch's order is drawn from ``random_state`` but is not the order scikit-learn draws, so results equal
+scikit-learn's only with ``shuffle=False``.
 """
 import numbers
 import warnings
@@ -347,7 +349,9 @@ _PARAMETERS_DOC = """
     batch_size : int or "auto" (min(200, n_samples)).
     learning_rate : {"constant", "invscaling", "adaptive"}, the "sgd" schedule (updated once per epoch, as in
         scikit-learn); power_t is invscaling's exponent.
-    learning_rate_init, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum (in [0, 1)),
+    shuffle : reshuffle every epoch, by a generator seeded from random_state (reproducible, but not
+        scikit-learn's order).
+    learning_rate_init, max_iter, random_state, tol, verbose, warm_start, momentum (in [0, 1)),
     nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change :
         as in scikit-learn.
     max_fun : accepted for compatibility; only L-BFGS would use it.

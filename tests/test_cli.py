@@ -49,6 +49,15 @@ def test_train_prints_data_network_and_one_line_per_epoch(capsys):
     assert int(final.group(1)) > 0.5 * N_TEST  # the book's setup learns digits within two epochs
 
 
+def test_default_data_without_fashion_mnist_says_it_falls_back(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTBP_FASHION_MNIST", str(tmp_path / "none"))
+    code, lines, err = run(capsys, ["train", "--epochs", "0", "--quiet", "--threads", "1"])
+    assert code == 0, err
+    assert err.startswith(f"fastbp: note: Fashion-MNIST is not installed (no {tmp_path / 'none'}; ")
+    assert err.rstrip().endswith("training on scikit-learn's 8x8 digits instead.") and err.count("\n") == 1
+    assert len(lines) == 1 and FINAL_LINE.match(lines[0])  # FINAL_LINE: out of digits' 297 test rows
+
+
 def test_quiet_prints_only_the_final_line(capsys):
     code, lines, err = run(capsys, TRAIN + ["--quiet"])
     assert code == 0, err
@@ -90,6 +99,16 @@ def test_without_seed_a_fresh_one_is_reported_and_repeats_the_run(tmp_path, caps
     assert json.loads(lines[0])["seed"] != seed  # 32 random bits: equal once in 4 billion runs
 
 
+def test_resumed_run_without_seed_says_the_checkpoint_holds_it(tmp_path, capsys):
+    unseeded = ["train", "--data", "digits", "--threads", "1", "--checkpoint", str(tmp_path / "c.npz")]
+    code, lines, err = run(capsys, unseeded + ["--epochs", "1"])
+    assert code == 0, err
+    assert re.search(r", seed \d+, 1 thread$", lines[1])
+    code, lines, err = run(capsys, unseeded + ["--epochs", "2", "--resume"])
+    assert code == 0, err
+    assert lines[1].endswith(", seed from the checkpoint, 1 thread") and "resuming from" in lines[2]
+
+
 def test_json_quiet_prints_only_the_end(capsys):
     code, lines, _ = run(capsys, TRAIN + ["--json", "--quiet"])
     assert code == 0
@@ -125,7 +144,7 @@ def test_float32_training(capsys):
     (["--activation", "softmax"], "softmax"),
     (["--threads", "100000"], r"--threads must be at most \d+ \(numba's thread pool"),
     (["--checkpoint", "/nonexistent-dir/run.npz"],
-     "--checkpoint must name a file that can be written; got /nonexistent-dir/run.npz: checkpoint"),
+     "--checkpoint /nonexistent-dir/run.npz must be in an existing directory; got no directory /nonexistent-dir"),
 ])
 def test_errors_exit_1_with_one_line(capsys, args, message):
     code, lines, err = run(capsys, TRAIN + args)
@@ -158,6 +177,8 @@ def test_refused_pickle_is_one_error_line(tmp_path, capsys):
     ["train", "--cost", "hinge"],
     ["train", "--activation", "swish"],
     ["train", "--momentum", "0.5"],  # needs --optimizer momentum
+    ["train", "--nesterov"],  # needs --optimizer momentum
+    ["train", "--optimizer", "momentum", "--momentum", "1"],  # below 1
     ["gradcheck", "--tol", "nan"],
     ["nonsense"],
     [],
@@ -171,6 +192,9 @@ def test_bad_arguments_exit_2(capsys, args):
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "0"], "argument --batch-size: must be an int >= 1; got '0'"),
     (["--eta", "0"], "argument --eta: must be a float > 0.0; got '0'"),
+    (["--optimizer", "momentum", "--momentum", "1.0"], "argument --momentum: must be a float >= 0.0 and < 1.0; "
+                                                         "got '1.0'"),
+    (["--nesterov"], "--nesterov needs --optimizer momentum"),
 ])
 def test_bad_numbers_say_what_was_expected(capsys, args, message):
     code, _, err = run(capsys, ["train"] + args)
