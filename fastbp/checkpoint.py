@@ -129,6 +129,9 @@ def _fail(path, message):
 
 
 def _load(path):
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":
+            _fail(path, "must be an .npz archive (a zip file); got other bytes.")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -154,4 +157,10 @@ def _load(path):
         if not isinstance(meta.get(key), kind) or (kind is int and isinstance(meta[key], bool)):
             _fail(path, f"metadata field '{key}' must be {getattr(kind, '__name__', 'a number')}; got "
                         f"{meta.get(key)!r:.60}.")
+        if kind is int and meta[key] < 0:
+            _fail(path, f"metadata field '{key}' must be >= 0; got {meta[key]}.")
+    history = meta["history"]
+    if "epoch" not in history or not all(isinstance(v, list) for v in history.values()):
+        _fail(path, f"metadata field 'history' must map names (epoch, ...) to per-epoch lists; got "
+                    f"{history!r:.60}.")
     return meta, arrays

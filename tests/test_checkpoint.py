@@ -106,12 +106,36 @@ def test_a_foreign_checkpoint_is_refused_and_the_model_left_alone(tmp_path, data
 
 
 def test_files_that_are_not_checkpoints_are_refused(tmp_path, data):
-    model_file, junk = tmp_path / "model.npz", tmp_path / "junk.npz"
+    model_file, junk, array = tmp_path / "model.npz", tmp_path / "junk.npz", tmp_path / "array.npz"
     MLP([12, 7, 3]).save(model_file)
     junk.write_bytes(b"not a zip file")
-    for path, pattern in ((model_file, "must be a fastbp checkpoint"), (junk, "must be a readable .npz")):
+    with open(array, "wb") as fh:
+        np.save(fh, np.zeros(3))  # a .npy array under an .npz name
+    for path, pattern in ((model_file, "must be a fastbp checkpoint"),
+                          (junk, r"must be an \.npz archive \(a zip file\); got other bytes"),
+                          (array, r"must be an \.npz archive \(a zip file\); got other bytes")):
         with pytest.raises(ValueError, match=pattern):
             fit(MLP([12, 7, 3]), data, 1, checkpoint=path, resume=True)
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (dict(done=-5), "metadata field 'done' must be >= 0; got -5"),
+    (dict(history={"epoch": 1}), "metadata field 'history' must map names"),
+    (dict(history={}), "metadata field 'history' must map names"),
+])
+def test_edited_checkpoint_metadata_is_refused_and_the_model_left_alone(tmp_path, data, edit, pattern):
+    path = tmp_path / "c.npz"
+    fit(MLP([12, 7, 3], seed=4), data, 1, checkpoint=path)
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["metadata"])) | edit
+    arrays["metadata"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    net = MLP([12, 7, 3], seed=9)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=pattern):
+        fit(net, data, 2, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(net.params, before)
 
 
 @pytest.mark.parametrize("kwargs, exc, pattern", [
