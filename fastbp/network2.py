@@ -171,10 +171,10 @@ class Network(LiveParameters):
         arr = np.asarray(a)
         if arr.ndim == 1:
             arr = arr.reshape(-1, 1)
-        if arr.ndim != 2 or arr.shape[0] != self.sizes[0]:
+        if arr.ndim != 2 or arr.shape[0] != self.sizes[0] or arr.shape[1] == 0:
             raise ValueError(f"a must be an ({self.sizes[0]}, 1) input column or an ({self.sizes[0]}, k) "
                              f"matrix of columns; got shape {arr.shape}.")
-        return np.ascontiguousarray(self.model.forward(arr.T).T)
+        return np.ascontiguousarray(self.model._forward(self.model._inputs(arr.T, "a")).T)
 
     def accuracy(self, data, convert=False):
         """Return the number of inputs in ``data`` for which the network's

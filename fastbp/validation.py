@@ -61,9 +61,18 @@ def check_sizes(sizes):
     return tuple(int(n) for n in sizes)
 
 
+def _as_array(x, name):
+    """np.asarray(x), with an error naming ``name`` for nested lists of unequal lengths."""
+    try:
+        return np.asarray(x)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an array or equal-length nested lists; got a ragged sequence "
+                         f"({exc}).") from None
+
+
 def check_matrix(X, name, *, n_cols, dtype):
     """A finite real 2-D array with n_cols columns, as a C-contiguous array of dtype (a copy only if needed)."""
-    arr = np.asarray(X)
+    arr = _as_array(X, name)
     if arr.dtype == object or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be an array of real numbers; got dtype {arr.dtype}.")
     if arr.ndim != 2:
@@ -72,10 +81,19 @@ def check_matrix(X, name, *, n_cols, dtype):
         raise ValueError(f"{name} must have {n_cols} columns to match the network; got shape {arr.shape}.")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must have at least one row; got shape {arr.shape}.")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
     if not all_finite(arr):
         raise ValueError(f"{name} must contain only finite values; got NaN or infinity.")
-    return arr
+    return _within_range(arr, name, dtype)
+
+
+def _within_range(arr, name, dtype):
+    """arr (finite) as a C-contiguous array of dtype; an error if a value is too large for dtype (float32)."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if out is not arr and not all_finite(out):
+        raise ValueError(f"{name} must hold values within {np.dtype(dtype).name}'s range (magnitude at most "
+                         f"{np.finfo(dtype).max:.4g}); got larger ones.")
+    return out
 
 
 def check_scaled_inputs(X, name, *, n_cols):
@@ -93,7 +111,7 @@ def check_targets(y, name, *, n_rows, n_out, dtype):
     y is either integer class labels (n_rows,) in [0, n_out), one-hot encoded here, or real targets
     (n_rows, n_out). A 1-D float array of whole numbers counts as labels.
     """
-    arr = np.asarray(y)
+    arr = _as_array(y, name)
     if arr.dtype == object or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be integer labels or an array of real targets; got dtype {arr.dtype}.")
     if arr.ndim == 1:
@@ -101,19 +119,18 @@ def check_targets(y, name, *, n_rows, n_out, dtype):
             raise ValueError(f"{name} must have one label per row of X ({n_rows}); got {arr.shape[0]}.")
         if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and np.all(arr == np.round(arr))):
             raise ValueError(f"{name} given as 1-D must hold integer class labels; got non-integer values.")
-        labels = arr.astype(np.int64)
-        if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+        if arr.size and (arr.min() < 0 or arr.max() >= n_out):  # compared before any cast, as given
             raise ValueError(f"{name} must hold class labels in [0, {n_out - 1}] for {n_out} outputs; "
-                             f"got values in [{labels.min()}, {labels.max()}].")
+                             f"got values in [{arr.min():.6g}, {arr.max():.6g}].")
+        labels = arr.astype(np.int64)
         Y = np.zeros((n_rows, n_out), dtype=dtype)
         Y[np.arange(n_rows), labels] = 1
         return Y
     if arr.ndim != 2 or arr.shape != (n_rows, n_out):
         raise ValueError(f"{name} must be labels ({n_rows},) or targets ({n_rows}, {n_out}); got shape {arr.shape}.")
-    Y = np.ascontiguousarray(arr, dtype=dtype)
-    if not all_finite(Y):
+    if not all_finite(arr):
         raise ValueError(f"{name} must contain only finite values; got NaN or infinity.")
-    return Y
+    return _within_range(arr, name, dtype)
 
 
 def check_bool(value, name):

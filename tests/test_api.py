@@ -87,9 +87,18 @@ def test_constructor_validation(kwargs, error, match):
     (np.zeros((4, 3)), np.array([0, 1, 2, 2]), r"y must hold class labels in \[0, 1\]"),
     (np.zeros((4, 3)), np.array([0.5, 1, 0, 0]), "y given as 1-D must hold integer class labels"),
     (np.zeros((4, 3)), np.zeros((4, 3)), r"y must be labels \(4,\) or targets \(4, 2\)"),
+    ([[1, 2, 3], [4, 5]], np.zeros(2, int), "X must be an array or equal-length nested lists; got a ragged"),
+    (np.zeros((4, 3)), np.array([0, 1, 1e20, 0]), r"y must hold class labels in \[0, 1\] .* got values in "
+                                                  r"\[0, 1e\+20\]"),
+    (np.zeros((4, 3)), np.array([0, 1, 2 ** 63 + 5, 0], np.uint64), r"got values in \[0, 9\.22337e\+18\]"),
+    (np.full((4, 3), 1e300), np.zeros(4, int), "X must hold values within float32's range .* got larger ones"),
+    (np.zeros((4, 3)), np.full((4, 2), -1e300), "y must hold values within float32's range"),
 ])
-def test_fit_rejects_bad_data_and_leaves_the_model_untouched(X, y, match):
-    net = MLP([3, 4, 2], seed=0)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fit_rejects_bad_data_and_leaves_the_model_untouched(X, y, match, dtype):
+    if "float32's range" in match and dtype == "float64":
+        pytest.skip("these values are within float64's range")
+    net = MLP([3, 4, 2], seed=0, dtype=dtype)
     before = net.params.copy()
     with pytest.raises((ValueError, TypeError), match=match):
         net.fit(X, y, epochs=1, batch_size=2, eta=1.0)

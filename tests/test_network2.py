@@ -297,6 +297,10 @@ def test_bad_arguments_leave_network_untouched():
         with pytest.raises(error):
             call()
         np.testing.assert_array_equal(net.model.params, before)
+    with pytest.raises(ValueError, match=r"a must be an \(3, 1\) input column .* got shape \(3, 0\)"):
+        net.feedforward(np.zeros((3, 0)))
+    with pytest.raises(ValueError, match="a must contain only finite values"):
+        net.feedforward(np.full((3, 1), np.nan))
 
 
 # ---------------------------------------------------------------- save and load
