@@ -58,8 +58,9 @@ class ParameterList(list):
         self._name = name
 
     def __setitem__(self, index, value):
-        if not isinstance(index, int):
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"{self._name} items are assigned one at a time; got index {index!r}.")
+        index = int(index)
         view = self[index]
         arr = np.asarray(value)
         if arr.shape != view.shape and arr.size == view.size and arr.squeeze().shape == view.squeeze().shape:

@@ -44,6 +44,10 @@ def test_parameters_are_live_in_place_and_by_assignment(rng):
     net.biases = [np.zeros(3), np.ones((2, 1))]  # a (n, 1) column is accepted for a bias
     np.testing.assert_array_equal(net.biases[1], np.ones(2))
     np.testing.assert_allclose(net.forward(X), numpy_forward(net, X), atol=F64_ATOL)
+    net.weights[np.int64(0)] = np.full((3, 4), 0.5)  # numpy's integers index as ints do
+    np.testing.assert_array_equal(net.weights[0], np.full((3, 4), 0.5))
+    with pytest.raises(TypeError, match="weights items are assigned one at a time; got index slice"):
+        net.weights[0:1] = [np.zeros((3, 4))]
 
 
 def test_bad_assignment_leaves_parameters_untouched():
