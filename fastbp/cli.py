@@ -180,6 +180,7 @@ def run_train(args):
     # Everything that can be checked is checked before the data are read and the training starts.
     figure_class = _plotting(args.plot) if args.plot else None
     check_output_options(args)
+    resumed_from = _epochs_to_resume_from(args)
     out = _Output(json_lines=args.json, quiet=args.quiet)
 
     try:
@@ -196,7 +197,6 @@ def run_train(args):
                          f"outputs to match {data.name}; got {','.join(map(str, sizes))}.")
     momentum = args.momentum if args.momentum is not None else (
         DEFAULT_MOMENTUM if args.optimizer == "momentum" else 0.0)
-    resumed_from = len(_checkpoint_history(args)) if args.resume else 0
     # A fresh seed unless given; a resumed run takes its parameters and shuffling from the checkpoint instead.
     seed = args.seed if args.seed is not None or resumed_from else fresh_seed()
     model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=seed,
@@ -302,10 +302,19 @@ class StopOnSignal:
         return False
 
 
-def _checkpoint_history(args):
-    """The epochs already in the checkpoint to resume from (empty when there is none yet)."""
+def _epochs_to_resume_from(args):
+    """How many epochs the checkpoint to resume from holds (0 without --resume or before the first run), after
+    checking that --plot is given as it was in the run that wrote it (it records the gradient norms)."""
     from .checkpoint import peek
-    return peek(args.checkpoint)["history"].get("epoch", []) if os.path.exists(args.checkpoint) else []
+    if not (args.resume and os.path.exists(args.checkpoint)):
+        return 0
+    meta = peek(args.checkpoint)
+    had_plot = meta["settings"].get("monitor_gradients")
+    if had_plot != bool(args.plot):
+        raise ValueError(f"--plot must be given when resuming exactly if the run that wrote {args.checkpoint} had "
+                         f"it (it records gradient norms every epoch); that run had {'' if had_plot else 'no '}"
+                         "--plot.")
+    return len(meta["history"]["epoch"])
 
 
 class _Output:

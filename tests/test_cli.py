@@ -107,6 +107,10 @@ def test_resumed_run_without_seed_says_the_checkpoint_holds_it(tmp_path, capsys)
     code, lines, err = run(capsys, unseeded + ["--epochs", "2", "--resume"])
     assert code == 0, err
     assert lines[1].endswith(", seed from the checkpoint, 1 thread") and "resuming from" in lines[2]
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib")
+    code, lines, err = run(capsys, unseeded + ["--epochs", "3", "--resume", "--plot", str(tmp_path / "p.png")])
+    assert code == 1 and not (tmp_path / "p.png").exists()
+    assert "--plot must be given when resuming exactly if the run that wrote" in err and "had no --plot" in err
 
 
 def test_json_quiet_prints_only_the_end(capsys):
