@@ -197,8 +197,7 @@ def run_train(args):
                          f"outputs to match {data.name}; got {','.join(map(str, sizes))}.")
     momentum = args.momentum if args.momentum is not None else (
         DEFAULT_MOMENTUM if args.optimizer == "momentum" else 0.0)
-    # A fresh seed unless given; a resumed run takes its parameters and shuffling from the checkpoint instead.
-    seed = args.seed if args.seed is not None or resumed_from else fresh_seed()
+    seed = run_seed(args)
     model = MLP(sizes, activation=args.activation, cost=args.cost, dtype=args.dtype, seed=seed,
                 init=args.init, n_threads=args.threads)
     n_train, n_test = len(data.y_train), len(data.y_test)
@@ -207,7 +206,7 @@ def run_train(args):
         f"y {data.y_test.shape}, {data.n_classes} classes\n"
         f"network: {list(model.sizes)} {','.join(model.activation_names)}, {model.cost_name} cost, "
         f"{model.dtype.name}, {args.optimizer} eta {args.eta:g}, mini-batch {args.batch_size}, lmbda {args.lmbda:g}, "
-        f"{args.epochs} epochs, {'seed from the checkpoint' if seed is None else f'seed {seed}'}, "
+        f"{args.epochs} epochs, {seed_text(seed)}, "
         f"{model.n_threads} thread{'s' if model.n_threads != 1 else ''}",
         {"event": "start", "data": data.name, "train_shape": list(data.X_train.shape),
          "test_shape": list(data.X_test.shape), "n_classes": data.n_classes, "sizes": list(model.sizes),
@@ -276,9 +275,17 @@ def fallback_note(spec, data):
             "instead.")
 
 
-def fresh_seed():
-    """A seed for a run given none: 32 random bits from the operating system."""
-    return secrets.randbits(32)
+def run_seed(args):
+    """The seed of a ``fastbp train`` run: --seed, or None when resuming from an existing checkpoint (which holds
+    the parameters and the shuffling), else a fresh one, 32 random bits from the operating system."""
+    if args.seed is not None:
+        return args.seed
+    return None if args.resume and os.path.exists(args.checkpoint) else secrets.randbits(32)
+
+
+def seed_text(seed):
+    """How the run's first lines name its seed (``run_seed``)."""
+    return "seed from the checkpoint" if seed is None else f"seed {seed}"
 
 
 class StopOnSignal:

@@ -304,7 +304,7 @@ def main(argv=None):
     every rank after the same epoch, whose checkpoint is then on disk."""
     from . import datasets
     from .cli import (BOOK_HIDDEN, DEFAULT_MOMENTUM, StopOnSignal, add_train_options, check_option_pairs,
-                      check_output_options, fallback_note, fresh_seed)
+                      check_output_options, fallback_note, run_seed, seed_text)
     from .model import MLP
 
     comm = MPI.COMM_WORLD
@@ -329,7 +329,7 @@ def main(argv=None):
             print(text, file=file, flush=True)
 
     try:
-        seed = args.seed if args.seed is not None else comm.bcast(fresh_seed() if rank == 0 else None, root=0)
+        seed = comm.bcast(run_seed(args) if rank == 0 else None, root=0)  # rank 0's file, rank 0's draw
 
         def setup():
             check_output_options(args)  # before the data are read
@@ -350,8 +350,8 @@ def main(argv=None):
             say(f"data: {data.name}, train X {data.X_train.shape}, test X {data.X_test.shape}\n"
                 f"network: {list(model.sizes)} {','.join(model.activation_names)}, {model.cost_name} cost, "
                 f"{model.dtype.name}, {args.optimizer} eta {args.eta:g}, mini-batch {args.batch_size}, "
-                f"lmbda {args.lmbda:g}, {args.epochs} epochs, seed {seed}, {comm.Get_size()} ranks x {threads} "
-                "threads")
+                f"lmbda {args.lmbda:g}, {args.epochs} epochs, {seed_text(seed)}, {comm.Get_size()} ranks x "
+                f"{threads} threads")
 
         def report(epoch, history):
             if not args.quiet:

@@ -266,6 +266,11 @@ def test_command_one_rank(tmp_path, capsys):
                      "--save", str(again)]) == 0
     capsys.readouterr()
     np.testing.assert_array_equal(fio.load(str(again)).params, fio.load(str(first)).params)
+    resume = ["--data", "digits", "--batch-size", "50", "--checkpoint", str(tmp_path / "c.npz"), "--resume"]
+    assert mpi.main(resume + ["--epochs", "1"]) == 0  # no checkpoint yet: a fresh seed
+    assert re.search(r", seed \d+, 1 ranks x ", capsys.readouterr().out)
+    assert mpi.main(resume + ["--epochs", "2"]) == 0
+    assert ", seed from the checkpoint, 1 ranks x " in capsys.readouterr().out
     assert mpi.main(["--eta", "-1"]) == 2
     assert "--eta: must be a float > 0.0" in capsys.readouterr().err
     assert mpi.main(["--plot", str(tmp_path / "c.png")]) == 2
