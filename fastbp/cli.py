@@ -345,23 +345,17 @@ def check_option_pairs(args, parser):
 
 
 def check_output_options(args):
-    """Before any data are read: --save names a model format in an existing directory, --checkpoint a file in
-    one, and --threads fits numba's thread pool."""
+    """Before any data are read: --save names a model format and, like --checkpoint, a file that can be written
+    (``atomic.check_target``), and --threads fits numba's thread pool."""
     if args.save:
         io.format_of(args.save)
-        _check_directory(args.save, "--save")
+        check_target(args.save, "--save")
     if args.checkpoint:
-        _check_directory(args.checkpoint, "--checkpoint")
+        check_target(args.checkpoint, "--checkpoint")
     pool = numba.config.NUMBA_NUM_THREADS
     if args.threads is not None and args.threads > pool:
         raise ValueError(f"--threads must be at most {pool} (numba's thread pool, set by NUMBA_NUM_THREADS); "
                          f"got {args.threads}.")
-
-
-def _check_directory(path, option):
-    """The file ``path`` given to ``option`` can be written: in an existing, writable directory, and not a
-    directory itself (else an error that names the option)."""
-    check_target(path, option)
 
 
 def _plotting(path):
@@ -375,7 +369,7 @@ def _plotting(path):
     formats = Figure().canvas.get_supported_filetypes()
     if suffix not in formats:
         raise ValueError(f"--plot must end in one of {', '.join('.' + f for f in sorted(formats))}; got {path}.")
-    _check_directory(path, "--plot")
+    check_target(path, "--plot")
     return Figure
 
 
