@@ -81,18 +81,19 @@ def check_matrix(X, name, *, n_cols, dtype):
         raise ValueError(f"{name} must have {n_cols} columns to match the network; got shape {arr.shape}.")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must have at least one row; got shape {arr.shape}.")
-    if not all_finite(arr):
-        raise ValueError(f"{name} must contain only finite values; got NaN or infinity.")
-    return _within_range(arr, name, dtype)
+    return _finite_as(arr, name, dtype)
 
 
-def _within_range(arr, name, dtype):
-    """arr (finite) as a C-contiguous array of dtype; an error if a value is too large for dtype (float32)."""
+def _finite_as(arr, name, dtype):
+    """arr as a C-contiguous array of dtype (a copy only if needed) whose values are all finite, checked in one
+    pass over the result; else an error that tells NaN or infinity given from values too large for dtype."""
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if out is not arr and not all_finite(out):
-        raise ValueError(f"{name} must hold values within {np.dtype(dtype).name}'s range (magnitude at most "
-                         f"{np.finfo(dtype).max:.4g}); got larger ones.")
+    if not all_finite(out):
+        if out is not arr and all_finite(arr):  # finite as given: the cast overflowed (float32)
+            raise ValueError(f"{name} must hold values within {np.dtype(dtype).name}'s range (magnitude at most "
+                             f"{np.finfo(dtype).max:.4g}); got larger ones.")
+        raise ValueError(f"{name} must contain only finite values; got NaN or infinity.")
     return out
 
 
@@ -128,9 +129,7 @@ def check_targets(y, name, *, n_rows, n_out, dtype):
         return Y
     if arr.ndim != 2 or arr.shape != (n_rows, n_out):
         raise ValueError(f"{name} must be labels ({n_rows},) or targets ({n_rows}, {n_out}); got shape {arr.shape}.")
-    if not all_finite(arr):
-        raise ValueError(f"{name} must contain only finite values; got NaN or infinity.")
-    return _within_range(arr, name, dtype)
+    return _finite_as(arr, name, dtype)
 
 
 def check_bool(value, name):
