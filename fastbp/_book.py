@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 
+from . import aligned
 from .model import ParameterList, Trainer
 from .threads import using_threads
 
@@ -192,7 +193,7 @@ def _stack_columns(items, n, complain):
                 complain(i, *_describe(v))
             rows.append(a.reshape(n))
         arr = np.array(rows)
-    X = np.ascontiguousarray(arr.reshape(len(items), n), dtype=np.float64)
+    X = aligned.ascontiguous(arr.reshape(len(items), n), np.float64)
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
         complain(int(np.flatnonzero(~finite)[0]), "with a NaN or infinite value", ValueError)

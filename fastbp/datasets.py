@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import aligned
 from .inputs import ScaledInputs
 
 __all__ = [
@@ -348,7 +349,7 @@ def _idx_images(path: str, dt: np.dtype, compact: bool):
                 f"IDX images {path} must be uint8 with shape (n, rows, cols); got "
                 f"{tuple(dims)} of {dtype.newbyteorder('=')}."
             )
-        return np.empty((dims[0], int(np.prod(dims[1:], dtype=np.int64))), dtype=np.uint8 if compact else dt)
+        return aligned.empty((dims[0], int(np.prod(dims[1:], dtype=np.int64))), np.uint8 if compact else dt)
 
     X = _read_idx_into(path, allocate)
     if compact:
@@ -433,7 +434,8 @@ def load_digits(*, dtype="float64", test_size: int = 297, compact=False) -> Data
     if compact:
         X = ScaledInputs(bunch.data.astype(np.uint8), 1 / 16)
     else:
-        X = np.ascontiguousarray(bunch.data, dtype=dt) / dt.type(16)
+        X = aligned.empty(bunch.data.shape, dt)
+        np.divide(bunch.data, 16, out=X, casting="unsafe")  # whole numbers 0..16: exact in either dtype
     y = bunch.target.astype(np.int64)
     n = len(X)
     if not 1 <= test_size < n:
@@ -572,7 +574,7 @@ def load_mnist_pkl(path, *, dtype="float64") -> Dataset:
     splits = []
     for split, (images, labels) in zip(("training", "validation", "test"),
                                        read_mnist_pkl(path)):
-        X = np.ascontiguousarray(images, dtype=dt)
+        X = aligned.ascontiguous(images, dt)
         if X.size and not (X.min() >= 0 and X.max() <= 1):
             raise ValueError(
                 f"MNIST pickle {path}: {split} images must be scaled to [0, 1]; "

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from . import activations, costs, kernels
+from . import activations, aligned, costs, kernels
 from .checkpoint import RunState, check_checkpoint_options, data_fingerprint
 from .checkpoint import read as read_checkpoint
 from .checkpoint import write as write_checkpoint
@@ -130,7 +130,7 @@ class MLP:
             seed = check_int(seed, "seed", minimum=0)
         self.seed = seed
         self._layout, n_params = make_layout(self.sizes, act_codes)
-        self._theta = np.zeros(n_params, dtype=self.dtype)
+        self._theta = aligned.zeros(n_params, self.dtype)
         self._ws = None
         self._make_views()
         self.rng = np.random.default_rng(seed)
@@ -176,6 +176,7 @@ class MLP:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._theta = aligned.ascontiguous(self._theta, self._theta.dtype)
         self._make_views()
 
     def _make_views(self):
@@ -188,7 +189,7 @@ class MLP:
         """The kernels' workspace for batches of up to m rows, reused across calls."""
         units = sum(self.sizes[1:])
         if self._ws is None or self._ws.size < 3 * m * units:
-            self._ws = np.empty(3 * m * units, dtype=self.dtype)
+            self._ws = aligned.empty(3 * m * units, self.dtype)
         if self._ws.size == 3 * m * units:
             return self._ws
         return self._ws[:3 * m * units]
@@ -205,11 +206,13 @@ class MLP:
         return PARALLEL_MIN_WORK if self.n_threads > 1 else np.iinfo(np.int64).max
 
     # ------------------------------------------------------------------ boundary conversions
-    def _inputs(self, X, name="X"):
-        """X as the kernels read it: a C-contiguous array of the model's dtype, or ScaledInputs as they are."""
+    def _inputs(self, X, name="X", realign=False):
+        """X as the kernels read it: a C-contiguous array of the model's dtype, or ScaledInputs as they are. With
+        ``realign`` (data that training reads every epoch) the array starts a cache line: an aligned copy if
+        it does not (see ``aligned``)."""
         if isinstance(X, ScaledInputs):
             return check_scaled_inputs(X, name, n_cols=self.sizes[0])
-        return check_matrix(X, name, n_cols=self.sizes[0], dtype=self.dtype)
+        return check_matrix(X, name, n_cols=self.sizes[0], dtype=self.dtype, realign=realign)
 
     def _targets(self, y, n_rows, name="y"):
         return check_targets(y, name, n_rows=n_rows, n_out=self.sizes[-1], dtype=self.dtype)
@@ -259,7 +262,7 @@ class MLP:
     def _gradient(self, X, Y, rows=None, scale=None):
         """Flat gradient: scale * sum over X[rows] (default: the mean over all rows)."""
         rows = np.arange(X.shape[0]) if rows is None else rows
-        grad = np.zeros_like(self._theta)
+        grad = aligned.zeros(self._theta.size, self.dtype)
         with using_threads(self.n_threads):
             self._kernel("batch_gradient", self._theta, self._layout, self._cost_code, *kernel_inputs(X), Y,
                          rows, 1.0 / rows.shape[0] if scale is None else scale, grad, self._workspace(EVAL_CHUNK),
@@ -358,7 +361,7 @@ class Trainer:
     def __init__(self, model, X, y, *, batch_size, eta, validation_data=None, lmbda=0.0, optimizer="sgd",
                  momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, epsilon=1e-8, l2_n=None):
         self.model = model
-        self.X = model._inputs(X)
+        self.X = model._inputs(X, realign=True)
         self.Y = model._targets(y, self.X.shape[0])
         self.n = self.X.shape[0]
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
@@ -385,11 +388,11 @@ class Trainer:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a pair (X_val, y_val); "
                                 f"got {type(validation_data).__name__}.")
-            Xv = model._inputs(validation_data[0], "validation_data[0]")
+            Xv = model._inputs(validation_data[0], "validation_data[0]", realign=True)
             self.validation = (Xv, model._targets(validation_data[1], Xv.shape[0], "validation_data[1]"))
-        self.grad = np.zeros_like(model._theta)
-        self.state = np.zeros((2, model._theta.size) if self.opt != kernels.SGD else (2, 1), dtype=model.dtype)
-        self.ws = np.empty(3 * min(self.batch_size, self.n) * sum(model.sizes[1:]), dtype=model.dtype)
+        self.grad = aligned.zeros(model._theta.size, model.dtype)
+        self.state = aligned.zeros((2, model._theta.size) if self.opt != kernels.SGD else (2, 1), model.dtype)
+        self.ws = aligned.empty(3 * min(self.batch_size, self.n) * sum(model.sizes[1:]), model.dtype)
 
     def epoch(self, order, on_progress=None, n_calls=1):
         """One epoch over X[order]; the kernel is called n_calls times so that on_progress(rows) can report."""

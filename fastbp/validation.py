@@ -3,6 +3,8 @@ import numbers
 
 import numpy as np
 
+from . import aligned
+
 FLOAT_DTYPES = ("float32", "float64")
 
 
@@ -70,8 +72,9 @@ def _as_array(x, name):
                          f"({exc}).") from None
 
 
-def check_matrix(X, name, *, n_cols, dtype):
-    """A finite real 2-D array with n_cols columns, as a C-contiguous array of dtype (a copy only if needed)."""
+def check_matrix(X, name, *, n_cols, dtype, realign=False):
+    """A finite real 2-D array with n_cols columns, as a C-contiguous array of dtype (a copy only if needed; a
+    copy is aligned, and with ``realign`` so is the result: see ``aligned``)."""
     arr = _as_array(X, name)
     if arr.dtype == object or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be an array of real numbers; got dtype {arr.dtype}.")
@@ -81,14 +84,14 @@ def check_matrix(X, name, *, n_cols, dtype):
         raise ValueError(f"{name} must have {n_cols} columns to match the network; got shape {arr.shape}.")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must have at least one row; got shape {arr.shape}.")
-    return _finite_as(arr, name, dtype)
+    return _finite_as(arr, name, dtype, realign)
 
 
-def _finite_as(arr, name, dtype):
-    """arr as a C-contiguous array of dtype (a copy only if needed) whose values are all finite, checked in one
+def _finite_as(arr, name, dtype, realign=False):
+    """arr as a C-contiguous array of dtype (``aligned.ascontiguous``) whose values are all finite, checked in one
     pass over the result; else an error that tells NaN or infinity given from values too large for dtype."""
     with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(arr, dtype=dtype)
+        out = aligned.ascontiguous(arr, dtype, realign)
     if not all_finite(out):
         if out is not arr and all_finite(arr):  # finite as given: the cast overflowed (float32)
             raise ValueError(f"{name} must hold values within {np.dtype(dtype).name}'s range (magnitude at most "

@@ -590,3 +590,19 @@ def test_dataset_validates_and_is_frozen():
         Dataset("t", X, y, np.zeros((4, 2)), y, 2)
     with pytest.raises(ValueError, match="both given or both None"):
         Dataset("t", X, y, X, y, 2, X_val=X)
+
+
+# --------------------------------------------------------------------------
+# Inputs that start a cache line, so that training uses them without a copy
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_loaders_return_aligned_inputs(tiny_idx_dir, tmp_path, tiny_splits, dtype):
+    from fastbp.aligned import is_aligned
+    directory, _ = tiny_idx_dir
+    sets = [load_idx_dir(directory, dtype=dtype), load_digits(dtype=dtype),
+            load_mnist_pkl(write_pkl(tmp_path / "mnist.pkl.gz", tiny_splits), dtype=dtype)]
+    for ds in sets:
+        for X in (ds.X_train, ds.X_test):
+            assert X.dtype == np.dtype(dtype) and X.flags.c_contiguous
+            assert is_aligned(X), ds.name
+    assert is_aligned(load_idx_dir(directory, compact=True).X_train.values)
