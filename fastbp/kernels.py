@@ -210,15 +210,18 @@ def unit_groups(W):
 @njit(cache=True)
 def example_block(m, n_in, itemsize):
     """How many of a batch's m examples a kernel takes at a time: blocks of about equal size whose inputs
-    (block, n_in) fill at most ~192 KiB, so that they stay in the L2 cache while every weight row passes over
-    them. A batch that fits gets one block (the result is then >= m). A multiple of BP4_TILE, and even, so that
+    (block, n_in) fill at most ~384 KiB, so that they stay in the L2 cache while every weight row passes over
+    them (with room for the next batch's inputs: layer 1's fused update reads both; 384 KiB against 192 KiB on
+    a 1 MiB L2: 1.06-1.08x at the book's m = 32 in float64 and m = 64 in float32, level elsewhere; 512 KiB was
+    slower, 0.92-0.95x). A batch that fits gets one block (the result is then >= m). A multiple of BP4_TILE, and even, so that
     every block starts at an even example: the kernels pair examples (2i, 2i+1) whichever blocks or shares of a
     batch they are given, and so compute each value the same way on every path.
 
     ``itemsize`` is the weights' (the kernels' float type), for 8-bit inputs too: blocks sized by those inputs'
-    own bytes (one block of 128 examples on [784, 256, 128, 10]) trained 0.93-0.96x as fast on 2 threads."""
+    own bytes (one block of 128 examples on [784, 256, 128, 10]) trained 0.93-0.96x as fast on 2 threads (with
+    the 192 KiB blocks of a 512 KiB L2)."""
     t = 2 * BP4_TILE
-    cap = max(t, (192 * 1024 // (n_in * itemsize)) // t * t)
+    cap = max(t, (384 * 1024 // (n_in * itemsize)) // t * t)
     n_blocks = max(1, (m + cap - 1) // cap)
     return max(t, ((m + n_blocks - 1) // n_blocks + t - 1) // t * t)
 

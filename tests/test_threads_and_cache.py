@@ -17,7 +17,7 @@ two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="num
 @two_threads
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-@pytest.mark.parametrize("batch_size", [40, 180])  # one block of examples; several (kernels.example_block)
+@pytest.mark.parametrize("batch_size", [40, 360])  # one block of examples; several (kernels.example_block)
 def test_same_seed_same_bits_whatever_the_thread_count(rng, dtype, optimizer, batch_size):
     # Layers big enough that the parallel kernels run (m * n_in * n_out above the threshold).
     X, y = rng.random((400, 300)), rng.integers(0, 10, 400)
@@ -44,12 +44,12 @@ def test_a_batch_larger_than_the_data_is_the_whole_data(rng):
 
 # (sizes, activation, cost, batch_size, n, 8-bit inputs): odd mini-batches with a short last one; more
 # participants than pairs of examples (some shares are empty); a softmax output; 8-bit inputs; a user-defined
-# activation; layers whose mini-batches take several blocks of examples (kernels.example_block: blocks of 10
-# for layer 1, and for layer 2 in float64; float32's layer 2 takes 25 in one), the last one odd, and a last
-# mini-batch that fits one block.
+# activation; layers whose mini-batches take several blocks of examples (kernels.example_block: layer 1 in
+# blocks of 10 in float64 and of 30, 30, 5 in float32; layer 2 in 30, 30, 5 and in 40, 25), the last one odd, and
+# a last mini-batch that fits one block (8 rows).
 ONE_REGION_CASES = [
     ([20, 9, 7, 3], "sigmoid", "quadratic", 7, 52, False),
-    ([3000, 1500, 5, 3], "sigmoid", "quadratic", 25, 60, False),
+    ([3000, 1500, 5, 3], "sigmoid", "quadratic", 65, 138, False),
     ([12, 6, 5], ["tanh", "softmax"], "log-likelihood", 4, 30, False),
     ([16, 8, 4], ["relu", "sigmoid"], "cross-entropy", 6, 40, True),
     ([10, 5, 3], "custom", "quadratic", 5, 23, False),
