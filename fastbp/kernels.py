@@ -213,9 +213,9 @@ def example_block(m, n_in, itemsize):
     (block, n_in) fill at most ~384 KiB, so that they stay in the L2 cache while every weight row passes over
     them (with room for the next batch's inputs: layer 1's fused update reads both; 384 KiB against 192 KiB on
     a 1 MiB L2: 1.06-1.08x at the book's m = 32 in float64 and m = 64 in float32, level elsewhere; 512 KiB was
-    slower, 0.92-0.95x). A batch that fits gets one block (the result is then >= m). A multiple of BP4_TILE, and even, so that
-    every block starts at an even example: the kernels pair examples (2i, 2i+1) whichever blocks or shares of a
-    batch they are given, and so compute each value the same way on every path.
+    slower, 0.92-0.95x). A batch that fits gets one block (the result is then >= m). A multiple of BP4_TILE,
+    and even, so that every block starts at an even example: the kernels pair examples (2i, 2i+1) whichever
+    blocks or shares of a batch they are given, and so compute each value the same way on every path.
 
     ``itemsize`` is the weights' (the kernels' float type), for 8-bit inputs too: blocks sized by those inputs'
     own bytes (one block of 128 examples on [784, 256, 128, 10]) trained 0.93-0.96x as fast on 2 threads (with
@@ -262,24 +262,69 @@ def accumulate_bp34_units(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W
 
     delta (m, n_out), A_prev (*, n_in) read at rows (m,), W (n_out, n_in), b (n_out,).
     With W = the weights, scale = -eta/m and beta_w = 1 - eta*lmbda/n this is the SGD update itself.
-    A 2-row x 5-example tile: each input value loaded serves two weight rows, and each weight row is loaded and
-    stored once per five examples (measured 2x faster than one row at a time; five examples rather than four
-    take a book-sized mini-batch of 10 in two passes instead of three, 1.15-1.2x on this kernel at m = 10 and
-    the same speed at m = 128).
+    BP4 takes four rows x five examples at a time, then two rows: each weight row is loaded and stored once per
+    five examples (2x faster than one row and one example at a time; five examples rather than four take a
+    book-sized mini-batch of 10 in two passes instead of three), and each input value loaded serves four rows.
+    Four rows against two trained the book's network 1.13-1.15x faster in float64 (1.10-1.14x on 8-bit inputs),
+    1.01-1.04x in float32, and [784, 256, 128, 10] 1.15x in float64, 1.16-1.19x in float32; but 8-bit inputs in
+    float32 0.82-0.86x, so those keep two rows. Each row gets the same sums in the same order either way. (The tiles
+    stay written out here: as functions of their own, called or inlined, they ran 0.7-0.95x as fast.)
     """
     n_in = W.shape[1]
     m = rows.shape[0]
     s = W.dtype.type(scale)
     sw = W.dtype.type(scale * x_scale)  # == s when x_scale is 1
-    for j0 in range(j_start, j_stop, 2):
+    for j in range(j_start, j_stop):
+        _scale_row(W[j], beta_w)
+    four_rows = A_prev.itemsize == W.itemsize or W.itemsize == 8  # not integer inputs in float32 (see above)
+    j_two = j_start + (j_stop - j_start) // 4 * 4 if four_rows else j_start
+    for j0 in range(j_start, j_two, 4):  # BP4, four rows
+        w, v, u, q = W[j0], W[j0 + 1], W[j0 + 2], W[j0 + 3]
+        x = 0
+        while x + BP4_TILE <= m:  # the tile's five examples are written out
+            d0, d1, d2, d3, d4 = (sw * delta[x, j0], sw * delta[x + 1, j0], sw * delta[x + 2, j0],
+                                  sw * delta[x + 3, j0], sw * delta[x + 4, j0])
+            e0, e1, e2, e3, e4 = (sw * delta[x, j0 + 1], sw * delta[x + 1, j0 + 1], sw * delta[x + 2, j0 + 1],
+                                  sw * delta[x + 3, j0 + 1], sw * delta[x + 4, j0 + 1])
+            f0, f1, f2, f3, f4 = (sw * delta[x, j0 + 2], sw * delta[x + 1, j0 + 2], sw * delta[x + 2, j0 + 2],
+                                  sw * delta[x + 3, j0 + 2], sw * delta[x + 4, j0 + 2])
+            g0, g1, g2, g3, g4 = (sw * delta[x, j0 + 3], sw * delta[x + 1, j0 + 3], sw * delta[x + 2, j0 + 3],
+                                  sw * delta[x + 3, j0 + 3], sw * delta[x + 4, j0 + 3])
+            a0, a1, a2, a3, a4 = A_prev[rows[x]], A_prev[rows[x + 1]], A_prev[rows[x + 2]], A_prev[rows[x + 3]], \
+                A_prev[rows[x + 4]]
+            for k in range(n_in):
+                p0, p1, p2, p3, p4 = a0[k], a1[k], a2[k], a3[k], a4[k]
+                w[k] += d0 * p0 + d1 * p1 + d2 * p2 + d3 * p3 + d4 * p4
+                v[k] += e0 * p0 + e1 * p1 + e2 * p2 + e3 * p3 + e4 * p4
+                u[k] += f0 * p0 + f1 * p1 + f2 * p2 + f3 * p3 + f4 * p4
+                q[k] += g0 * p0 + g1 * p1 + g2 * p2 + g3 * p3 + g4 * p4
+            x += BP4_TILE
+        while x + 2 <= m:  # remaining pairs in one pass each rather than two
+            d0, d1, e0, e1 = sw * delta[x, j0], sw * delta[x + 1, j0], sw * delta[x, j0 + 1], sw * delta[x + 1, j0 + 1]
+            f0, f1, g0, g1 = (sw * delta[x, j0 + 2], sw * delta[x + 1, j0 + 2], sw * delta[x, j0 + 3],
+                              sw * delta[x + 1, j0 + 3])
+            a0, a1 = A_prev[rows[x]], A_prev[rows[x + 1]]
+            for k in range(n_in):
+                p0, p1 = a0[k], a1[k]
+                w[k] += d0 * p0 + d1 * p1
+                v[k] += e0 * p0 + e1 * p1
+                u[k] += f0 * p0 + f1 * p1
+                q[k] += g0 * p0 + g1 * p1
+            x += 2
+        if x < m:
+            d0, e0, f0, g0 = sw * delta[x, j0], sw * delta[x, j0 + 1], sw * delta[x, j0 + 2], sw * delta[x, j0 + 3]
+            a0 = A_prev[rows[x]]
+            for k in range(n_in):
+                w[k] += d0 * a0[k]
+                v[k] += e0 * a0[k]
+                u[k] += f0 * a0[k]
+                q[k] += g0 * a0[k]
+    for j0 in range(j_two, j_stop, 2):  # BP4, two rows: the same sums for each row as with four
         j1 = min(j0 + 1, j_stop - 1)  # j1 == j0 for the last row of an odd count: its second lane is masked
         w, v = W[j0], W[j1]
-        _scale_row(w, beta_w)
-        if j1 != j0:
-            _scale_row(v, beta_w)
         live = W.dtype.type(1 if j1 != j0 else 0)
         x = 0
-        while x + BP4_TILE <= m:  # BP4 (the tile's five examples are written out below)
+        while x + BP4_TILE <= m:
             d0, d1, d2 = sw * delta[x, j0], sw * delta[x + 1, j0], sw * delta[x + 2, j0]
             d3, d4 = sw * delta[x + 3, j0], sw * delta[x + 4, j0]
             e0, e1, e2 = live * sw * delta[x, j1], live * sw * delta[x + 1, j1], live * sw * delta[x + 2, j1]
@@ -291,7 +336,7 @@ def accumulate_bp34_units(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W
                 w[k] += d0 * p0 + d1 * p1 + d2 * p2 + d3 * p3 + d4 * p4
                 v[k] += e0 * p0 + e1 * p1 + e2 * p2 + e3 * p3 + e4 * p4
             x += BP4_TILE
-        while x + 2 <= m:  # remaining pairs in one pass each rather than two
+        while x + 2 <= m:
             d0, d1 = sw * delta[x, j0], sw * delta[x + 1, j0]
             e0, e1 = live * sw * delta[x, j1], live * sw * delta[x + 1, j1]
             a0, a1 = A_prev[rows[x]], A_prev[rows[x + 1]]
@@ -306,11 +351,11 @@ def accumulate_bp34_units(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W
             for k in range(n_in):
                 w[k] += d0 * a0[k]
                 v[k] += e0 * a0[k]
-        for j in range(j0, j1 + 1):  # BP3
-            total = W.dtype.type(0)
-            for x in range(m):
-                total += delta[x, j]
-            b[j] = s * total if beta_b == 0 else W.dtype.type(beta_b) * b[j] + s * total
+    for j in range(j_start, j_stop):  # BP3
+        total = W.dtype.type(0)
+        for x in range(m):
+            total += delta[x, j]
+        b[j] = s * total if beta_b == 0 else W.dtype.type(beta_b) * b[j] + s * total
 
 
 def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, g_start, g_stop):
