@@ -174,12 +174,42 @@ class Case:
         return f"Case({self.key})"
 
 
+_SPIN = {}
+
+
+def wake_cores(seconds=0.015):
+    """Keep every thread of numba's pool busy for about ``seconds``.
+
+    After a rest the cores of a shared virtual machine may need milliseconds to run at full speed again, and a
+    two-thread chunk goes at the pace of the slower core. Measured with the book's network in float32: after
+    100 ms of sleep, 5 of 9 two-thread chunks took about 3x as long as the others; after the same sleep and
+    then this 15 ms of work, none did (10 ms of sleep alone: 1.7x in 7 of 9)."""
+    if "kernel" not in _SPIN:
+        import numba
+
+        @numba.njit(parallel=True)
+        def spin(n):
+            out = np.zeros(numba.get_num_threads())
+            for t in numba.prange(out.shape[0]):
+                x = 1.0
+                for _ in range(n):  # a dependent chain: the same time whatever the vector width
+                    x = x * 0.999999 + 1e-9
+                out[t] = x
+            return out.sum()
+
+        spin(1000)
+        start = time.perf_counter()
+        spin(1_000_000)
+        _SPIN["kernel"], _SPIN["per_second"] = spin, 1_000_000 / (time.perf_counter() - start)
+    _SPIN["kernel"](int(seconds * _SPIN["per_second"]))
+
+
 def run_interleaved(cases, repeats, *, warm=True, pause=0.0, progress=None):
     """Time every case ``repeats`` times, round-robin; returns one list of seconds per unit for each case.
 
     ``pause`` seconds of sleep before each chunk let the worker threads of the case before (BLAS, OpenMP),
-    which spin for a while after their work, go idle instead of competing with the next case.
-    ``progress(i, repeats)`` is called after each round.
+    which spin for a while after their work, go idle instead of competing with the next case; then
+    ``wake_cores`` gets the cores back to speed. ``progress(i, repeats)`` is called after each round.
     """
     if warm:
         for case in cases:
@@ -189,6 +219,7 @@ def run_interleaved(cases, repeats, *, warm=True, pause=0.0, progress=None):
         for case, out in zip(cases, samples):
             if pause:
                 time.sleep(pause)
+                wake_cores()
             out.append(case.measure())
         if progress is not None:
             progress(r + 1, repeats)

@@ -290,8 +290,9 @@ class MLP:
 
         X (n, n_in) floats or :class:`ScaledInputs` (integer-coded, e.g. pixels); y labels (n,) or targets
         (n, n_out). Float X is read in place when it is C-contiguous, of the model's dtype and starts a cache
-        line (``fastbp.aligned``, as the loaders return it), else from one such copy. Each epoch takes mini-batches of ``batch_size`` consecutive rows of a shuffled order (of the
-        given order when ``shuffle=False``); the last batch may be smaller. ``optimizer="sgd"`` is the book's rule
+        line (``fastbp.aligned``, as the loaders return it), else from one such copy. Each epoch takes
+        mini-batches of ``batch_size`` consecutive rows of a shuffled order (of the given order when
+        ``shuffle=False``); the last batch may be smaller. ``optimizer="sgd"`` is the book's rule
         w -> (1 - eta lmbda/n) w - eta/m sum_x delta a^T; ``momentum > 0`` (or "momentum") adds momentum,
         ``nesterov=True`` Nesterov's; "adam" is Adam; all with the same L2 term.
         ``early_stopping=k`` stops after k epochs without a better validation accuracy and restores the best
