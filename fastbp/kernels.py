@@ -268,7 +268,7 @@ def accumulate_bp34_units(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W
     Four rows against two trained the book's network 1.13-1.15x faster in float64 (1.10-1.14x on 8-bit inputs),
     1.01-1.04x in float32, and [784, 256, 128, 10] 1.15x in float64, 1.16-1.19x in float32; but 8-bit inputs in
     float32 0.82-0.86x, so those keep two rows. Each row gets the same sums in the same order either way. (The tiles
-    stay written out here: as functions of their own, called or inlined, they ran 0.7-0.95x as fast.)
+    stay written out here: as functions of their own, called or inlined, BP4 ran 0.76-0.97x as fast.)
     """
     n_in = W.shape[1]
     m = rows.shape[0]
