@@ -177,15 +177,13 @@ class Case:
 _SPIN = {}
 
 
-def wake_cores(seconds):
+def wake_cores(seconds=0.015):
     """Keep every thread of numba's pool busy for about ``seconds``.
 
-    ``run_interleaved`` rests this way between chunks, not by sleeping: after a sleep the cores of a shared
-    virtual machine may need milliseconds to run at full speed again, and a two-thread chunk goes at the pace of
-    the slower core. Measured on the book's network: after 100 ms of sleep, 5 of 9 two-thread chunks in float32
-    took about 3x as long as the others; after 100 ms of sleep and 15 ms of this work, fastbp's two-thread chunks
-    at mini-batch 32 took 1.06-1.24 us per example and PyTorch's 18.8-19.9 us, against 1.04-1.08 and 17.6-18.2 us
-    after 100 ms of this work alone (medians of 9, two runs each)."""
+    After a rest the cores of a shared virtual machine may need milliseconds to run at full speed again, and a
+    two-thread chunk goes at the pace of the slower core. Measured with the book's network in float32: after
+    100 ms of sleep, 5 of 9 two-thread chunks took about 3x as long as the others; after the same sleep and
+    then this 15 ms of work, none did (10 ms of sleep alone: 1.7x in 7 of 9)."""
     if "kernel" not in _SPIN:
         import numba
 
@@ -209,9 +207,9 @@ def wake_cores(seconds):
 def run_interleaved(cases, repeats, *, warm=True, pause=0.0, progress=None):
     """Time every case ``repeats`` times, round-robin; returns one list of seconds per unit for each case.
 
-    ``pause`` seconds of rest before each chunk (``wake_cores``: work on every core, so they stay at full speed)
-    let the worker threads of the case before (BLAS, OpenMP), which spin for a while after their work, go idle
-    instead of competing with the next case. ``progress(i, repeats)`` is called after each round.
+    ``pause`` seconds of sleep before each chunk let the worker threads of the case before (BLAS, OpenMP),
+    which spin for a while after their work, go idle instead of competing with the next case; then
+    ``wake_cores`` gets the cores back to speed. ``progress(i, repeats)`` is called after each round.
     """
     if warm:
         for case in cases:
@@ -220,7 +218,8 @@ def run_interleaved(cases, repeats, *, warm=True, pause=0.0, progress=None):
     for r in range(repeats):
         for case, out in zip(cases, samples):
             if pause:
-                wake_cores(pause)
+                time.sleep(pause)
+                wake_cores()
             out.append(case.measure())
         if progress is not None:
             progress(r + 1, repeats)
