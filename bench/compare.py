@@ -7,8 +7,9 @@ Measures microseconds per training example of mini-batch SGD (sigmoid neurons, q
 for the book's [784, 30, 10] network with mini-batches of 10 and a larger [784, 256, 128, 10] with
 mini-batches of 128, in float64 and float32. Each measurement trains on a chunk of a few thousand examples of
 one shuffled pass over the training set; the figure is the median over the repeats, the implementations taking
-turns round-robin (with a short rest before each chunk, so that one library's idle worker threads do not slow
-down the next). Compile time is never inside a timing: it is reported on its own.
+turns round-robin. Before each timed chunk the machine rests (so that one library's idle worker threads do not
+slow down the next), then the case trains one untimed chunk (so that its own threads are awake when the clock
+starts). Compile time is never inside a timing: it is reported on its own.
 
 Each figure is also set against a bound from the machine's own matrix-multiply speed, measured in the same
 run: an example needs ``flops_per_example(sizes)`` floating-point operations (forward pass, BP2's error
@@ -41,8 +42,8 @@ N_BATCHES = {"book": 500, "large": 40, "book-m32": 160}
 N_BATCHES_QUICK = {"book": 100, "large": 8, "book-m32": 30}
 PER_EXAMPLE_SHARE = 5  # the book's per-example loop is slow: it times a fifth of the chunk
 GEMM_SIZE = 2048
-# Seconds of rest before each timed chunk: BLAS and OpenMP worker threads spin for a while after their work,
-# and would otherwise slow down whichever case comes next.
+# Seconds of rest before each timed chunk (and its untimed lead-in, see peers.run_interleaved): BLAS and OpenMP
+# worker threads spin for a while after their work, and would otherwise slow down whichever case comes next.
 PAUSE = 0.1
 LABELS = {
     "fastbp": "fastbp",
@@ -153,8 +154,8 @@ def build_cases(data, setup, *, impls=IMPLS, dtypes=DTYPES, thread_counts=None, 
 
 
 def measure(cases, repeats, progress=None, pause=0.0):
-    """Time the cases round-robin (each warmed first, ``pause`` seconds of rest before each chunk); one result
-    record per case."""
+    """Time the cases round-robin (each warmed first; with ``pause``, each timed chunk after that many seconds of
+    rest and an untimed lead-in chunk); one result record per case."""
     samples = peers.run_interleaved(cases, repeats, pause=pause, progress=progress)
     return [peers.summarize(case, seconds) for case, seconds in zip(cases, samples)]
 
@@ -384,7 +385,8 @@ def run(args, log=print):
     return {
         "environment": dict(environment(), load_average_before=load_before),
         "data": {"name": data.name, "note": data.note, "rows": data.n_rows, "inputs": data.n_in},
-        "settings": {"repeats": repeats, "quick": bool(args.quick), "pause_seconds": PAUSE, "eta": peers.ETA, "cost": "quadratic",
+        "settings": {"repeats": repeats, "quick": bool(args.quick), "pause_seconds": PAUSE, "lead_in_chunk": True,
+                     "eta": peers.ETA, "cost": "quadratic",
                      "activation": "sigmoid", "thread_counts": list(thread_counts), "gemm_size": gemm_n,
                      "chunk_examples": {s: next(r["units_per_chunk"] for r in results
                                                 if r["setup"] == s and r["impl"] == "fastbp")
@@ -412,7 +414,8 @@ def report(out, markdown=False):
     load = env.get("load_average_before")
     lines = [
         f"fastbp benchmark: sigmoid + quadratic cost, plain SGD, eta = {s['eta']}; "
-        f"median of {s['repeats']} timed chunks per case, round-robin"
+        f"median of {s['repeats']} timed chunks per case, round-robin, each after {s['pause_seconds']} s of rest "
+        "and an untimed lead-in chunk"
         + (" (quick run)" if s["quick"] else ""),
         f"data: {out['data']['note']}",
         "examples per timed chunk: " + ", ".join(f"{k} {v:,}" for k, v in s["chunk_examples"].items())

@@ -157,9 +157,12 @@ class Case:
         self.parameters = parameters
         self.info = dict(info or {})
 
-    def measure(self):
-        """Seconds per unit for one chunk."""
+    def measure(self, lead_in=False):
+        """Seconds per unit for one chunk; with ``lead_in``, after one untimed chunk in the same context, so that
+        the case's own worker threads are running when the clock starts."""
         with self.context():
+            if lead_in:
+                self.step()
             start = time.perf_counter()
             self.step()
             elapsed = time.perf_counter() - start
@@ -174,42 +177,17 @@ class Case:
         return f"Case({self.key})"
 
 
-_SPIN = {}
-
-
-def wake_cores(seconds=0.015):
-    """Keep every thread of numba's pool busy for about ``seconds``.
-
-    After a rest the cores of a shared virtual machine may need milliseconds to run at full speed again, and a
-    two-thread chunk goes at the pace of the slower core. Measured with the book's network in float32: after
-    100 ms of sleep, 5 of 9 two-thread chunks took about 3x as long as the others; after the same sleep and
-    then this 15 ms of work, none did (10 ms of sleep alone: 1.7x in 7 of 9)."""
-    if "kernel" not in _SPIN:
-        import numba
-
-        @numba.njit(parallel=True)
-        def spin(n):
-            out = np.zeros(numba.get_num_threads())
-            for t in numba.prange(out.shape[0]):
-                x = 1.0
-                for _ in range(n):  # a dependent chain: the same time whatever the vector width
-                    x = x * 0.999999 + 1e-9
-                out[t] = x
-            return out.sum()
-
-        spin(1000)
-        start = time.perf_counter()
-        spin(1_000_000)
-        _SPIN["kernel"], _SPIN["per_second"] = spin, 1_000_000 / (time.perf_counter() - start)
-    _SPIN["kernel"](int(seconds * _SPIN["per_second"]))
-
-
 def run_interleaved(cases, repeats, *, warm=True, pause=0.0, progress=None):
     """Time every case ``repeats`` times, round-robin; returns one list of seconds per unit for each case.
 
-    ``pause`` seconds of sleep before each chunk let the worker threads of the case before (BLAS, OpenMP),
-    which spin for a while after their work, go idle instead of competing with the next case; then
-    ``wake_cores`` gets the cores back to speed. ``progress(i, repeats)`` is called after each round.
+    With ``pause``, each timed chunk follows ``pause`` seconds of sleep and then an untimed lead-in chunk of the
+    same case. The sleep lets the worker threads of the case before (BLAS, OpenMP), which spin for a while
+    after their work, go idle instead of competing with the next case. The lead-in wakes the case's own
+    threads: on a virtual machine a core left idle may take milliseconds to run again. Measured on 2 cores with
+    a two-thread loop of equal halves after 0.1 s of sleep, the second thread started 0.8-4.7 ms after the
+    first, as long as a whole timed chunk of the book's network at mini-batch 10. Training runs mini-batch
+    after mini-batch, threads awake, and so does a timed chunk after its lead-in. ``progress(i, repeats)`` is
+    called after each round.
     """
     if warm:
         for case in cases:
@@ -219,8 +197,7 @@ def run_interleaved(cases, repeats, *, warm=True, pause=0.0, progress=None):
         for case, out in zip(cases, samples):
             if pause:
                 time.sleep(pause)
-                wake_cores()
-            out.append(case.measure())
+            out.append(case.measure(lead_in=bool(pause)))
         if progress is not None:
             progress(r + 1, repeats)
     return samples
@@ -286,7 +263,8 @@ def fastbp_case(data, setup, sizes, batch_size, dtype, n_threads, n_batches, sch
     def step():
         trainer.epoch(cursor.next())
 
-    return Case(_key("fastbp" if inputs == "float" else f"fastbp-{inputs}", setup, sizes, batch_size, dtype, n_threads), step, units=cursor.length,
+    impl = "fastbp" if inputs == "float" else f"fastbp-{inputs}"
+    return Case(_key(impl, setup, sizes, batch_size, dtype, n_threads), step, units=cursor.length,
                 context=lambda: using_threads(n_threads, limit_blas=True),
                 parameters=lambda: ([np.array(w, np.float64) for w in model.weights],
                                     [np.array(b, np.float64) for b in model.biases]),

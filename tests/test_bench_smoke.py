@@ -155,3 +155,57 @@ def test_bad_arguments_are_refused():
         compare.parse_args(["--threads", "2", "0"])
     with pytest.raises(ValueError, match="data must be"):
         peers.load_bench_data("mnist")
+
+
+
+class _FakeClock:
+    """Stands for the ``time`` module in bench.peers: ``sleep`` and each case's step move it forward."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.slept = []
+
+    def perf_counter(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _recording_case(log, clock, name, seconds):
+    """A case whose chunks take ``seconds`` of the fake clock each and are logged, with every entry of its
+    context."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def context():
+        log.append((name, "context"))
+        yield
+
+    def step():
+        log.append((name, "step"))
+        clock.now += seconds
+
+    return peers.Case(dict(impl=name), step, units=2, context=context)
+
+
+def test_with_a_pause_each_timed_chunk_follows_an_untimed_lead_in_of_the_same_case(monkeypatch):
+    log, clock = [], _FakeClock()
+    monkeypatch.setattr(peers, "time", clock)
+    cases = [_recording_case(log, clock, "a", 3.0), _recording_case(log, clock, "b", 5.0)]
+    samples = peers.run_interleaved(cases, 2, warm=False, pause=0.25)
+    # Per chunk: a rest, then one context around the lead-in and the timed step; the cases take turns.
+    assert clock.slept == [0.25] * 4
+    assert log == [("a", "context"), ("a", "step"), ("a", "step"), ("b", "context"), ("b", "step"), ("b", "step")] * 2
+    # Only the second step is timed: seconds per unit of one chunk, not of two.
+    assert samples == [[1.5, 1.5], [2.5, 2.5]]
+
+
+def test_without_a_pause_chunks_are_timed_with_no_rest_and_no_lead_in(monkeypatch):
+    log, clock = [], _FakeClock()
+    monkeypatch.setattr(peers, "time", clock)
+    samples = peers.run_interleaved([_recording_case(log, clock, "a", 4.0)], 3, warm=False)
+    assert clock.slept == []
+    assert log == [("a", "context"), ("a", "step")] * 3
+    assert samples == [[2.0, 2.0, 2.0]]
