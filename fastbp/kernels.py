@@ -138,7 +138,10 @@ def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
 
     W (n_out, n_in), b (n_out,), A_prev (*, n_in) read at rows (m,), Z (m, n_out) output (those columns).
     x_scale = 1 (exact, so float inputs are unaffected) except for integer-coded inputs.
-    A 4-unit x 2-example register tile: each loaded weight is used twice, each input value four times.
+    A 4-unit x 2-example register tile: each loaded weight is used twice, each input value four times. An odd
+    last example goes through the same tile paired with itself, so that every value is computed by the same
+    instructions however the examples are paired (the shares of ``_forward_and_back_share`` may start at an odd
+    example).
     """
     n_in = W.shape[1]
     m = rows.shape[0]
@@ -146,9 +149,9 @@ def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
     j0 = j_start
     while j0 + 4 <= j_stop:
         w0, w1, w2, w3 = W[j0], W[j0 + 1], W[j0 + 2], W[j0 + 3]
-        x = 0
-        while x + 2 <= m:
-            a, c = A_prev[rows[x]], A_prev[rows[x + 1]]
+        for x in range(0, m, 2):
+            y = min(x + 1, m - 1)  # y == x for an odd last example: its second column is computed twice
+            a, c = A_prev[rows[x]], A_prev[rows[y]]
             s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = zero
             for k in range(n_in):
                 ak, ck = a[k], c[k]
@@ -160,36 +163,19 @@ def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
                 t1 += w1[k] * ck
                 t2 += w2[k] * ck
                 t3 += w3[k] * ck
-            Z[x, j0], Z[x, j0 + 1], Z[x, j0 + 2], Z[x, j0 + 3] = s0, s1, s2, s3
-            Z[x + 1, j0], Z[x + 1, j0 + 1], Z[x + 1, j0 + 2], Z[x + 1, j0 + 3] = t0, t1, t2, t3
-            x += 2
-        if x < m:
-            a = A_prev[rows[x]]
-            s0 = s1 = s2 = s3 = zero
-            for k in range(n_in):
-                ak = a[k]
-                s0 += w0[k] * ak
-                s1 += w1[k] * ak
-                s2 += w2[k] * ak
-                s3 += w3[k] * ak
+            Z[y, j0], Z[y, j0 + 1], Z[y, j0 + 2], Z[y, j0 + 3] = t0, t1, t2, t3
             Z[x, j0], Z[x, j0 + 1], Z[x, j0 + 2], Z[x, j0 + 3] = s0, s1, s2, s3
         j0 += 4
     for j in range(j0, j_stop):  # fewer than four units left: one unit x two examples
         w = W[j]
-        x = 0
-        while x + 2 <= m:
-            a, c = A_prev[rows[x]], A_prev[rows[x + 1]]
+        for x in range(0, m, 2):
+            y = min(x + 1, m - 1)
+            a, c = A_prev[rows[x]], A_prev[rows[y]]
             s0 = t0 = zero
             for k in range(n_in):
                 s0 += w[k] * a[k]
                 t0 += w[k] * c[k]
-            Z[x, j], Z[x + 1, j] = s0, t0
-            x += 2
-        if x < m:
-            a = A_prev[rows[x]]
-            s0 = zero
-            for k in range(n_in):
-                s0 += w[k] * a[k]
+            Z[y, j] = t0
             Z[x, j] = s0
     xs = W.dtype.type(x_scale)
     for x in range(m):
@@ -214,8 +200,7 @@ def example_block(m, n_in, itemsize):
     them (with room for the next batch's inputs: layer 1's fused update reads both; 384 KiB against 192 KiB on
     a 1 MiB L2: 1.06-1.08x at the book's m = 32 in float64 and m = 64 in float32, level elsewhere; 512 KiB was
     slower, 0.92-0.95x). A batch that fits gets one block (the result is then >= m). A multiple of BP4_TILE,
-    and even, so that every block starts at an even example: the kernels pair examples (2i, 2i+1) whichever
-    blocks or shares of a batch they are given, and so compute each value the same way on every path.
+    and even, so that BP4 groups every block's examples (in fives, then pairs) the same way on every path.
 
     ``itemsize`` is the weights' (the kernels' float type), for 8-bit inputs too: blocks sized by those inputs'
     own bytes (one block of 128 examples on [784, 256, 128, 10]) trained 0.93-0.96x as fast on 2 threads (with
@@ -911,8 +896,9 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
 #   stage 2, by units: BP3/BP4 updates a share of every layer's units, and layer 1's share computes its
 #            weighted input for the next mini-batch, at the same time (``_update_and_forward_layer1``) where
 #            both mini-batches fit one block of examples, else after the update.
-# Every share is cut the same way whatever P is, out of the units as the other kernels compute them (pairs of
-# examples, groups of four units), so the bits do not depend on the thread count.
+# Stage 2's shares are whole groups of four units, as the other kernels compute them; stage 1's are even cuts of
+# the examples, whose values the kernels compute the same way however they pair them (``weighted_input_units``,
+# ``_backpropagate``). So the bits do not depend on the thread count.
 #
 # A participant never waits for one that has not started: Numba may run a region's iterations one after another
 # (one thread, a nested region), so each share is claimed once with a compare-and-swap, by its owner or, while
@@ -1019,11 +1005,10 @@ def one_region_applies(opt, layout, batch_size, n_par_min, n_threads):
 
 @njit(cache=True)
 def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_parts):
-    """Stage 1 for share r of n_parts (pairs of examples, cut evenly): layer 1's activation (its z is in ``ws``),
-    eq. 25 through layers 2 .. L, BP1 and BP2 down to layer 1, for those rows of the ws blocks."""
+    """Stage 1 for share r of n_parts (examples, cut evenly): layer 1's activation (its z is in ``ws``), eq. 25
+    through layers 2 .. L, BP1 and BP2 down to layer 1, for those rows of the ws blocks."""
     m = rows.shape[0]
-    pairs = (m + 1) // 2
-    x0, x1 = 2 * (r * pairs // n_parts), min(2 * ((r + 1) * pairs // n_parts), m)
+    x0, x1 = r * m // n_parts, (r + 1) * m // n_parts
     if x0 >= x1:
         return
     L = layout.shape[0] - 1

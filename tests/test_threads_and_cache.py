@@ -104,6 +104,40 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
     np.testing.assert_array_equal(train(numba.config.NUMBA_NUM_THREADS, 2, (0, 1, 3, n_batches)), reference)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_in", [3, 30, 67])
+def test_an_examples_values_do_not_depend_on_how_the_examples_are_paired(rng, dtype, n_in):
+    """Stage 1's shares cut a mini-batch at any example, so eq. 25 (weighted_input_units, 4-unit x 2-example
+    tiles) and BP2 (backpropagate, pairs of examples) must give each example the same bits whether it is
+    paired with the one before, the one after, or itself."""
+    from fastbp import kernels
+
+    m, n_out = 7, 10
+    W, b = rng.standard_normal((n_out, n_in)).astype(dtype), rng.standard_normal(n_out).astype(dtype)
+    A = rng.standard_normal((m + 3, n_in)).astype(dtype)
+    rows = rng.permutation(m + 3)[:m]
+    delta_next = rng.standard_normal((m, n_out)).astype(dtype)
+
+    def forward(x0, x1):
+        Z = np.full((x1 - x0, n_out), np.nan, dtype)
+        kernels.weighted_input_units(W, b, A, 1.0, rows[x0:x1], Z, 0, n_out)
+        return Z
+
+    def bp2(x0, x1):
+        out = np.full((x1 - x0, n_in), np.nan, dtype)
+        kernels.backpropagate(W, delta_next[x0:x1], out)
+        return out
+
+    for compute in (forward, bp2):
+        whole = compute(0, m)
+        assert np.isfinite(whole).all()
+        for cuts in ([0, 1, m], [0, 3, 4, m], [0, 1, 2, 5, m], list(range(m + 1))):
+            parts = np.concatenate([compute(x0, x1) for x0, x1 in zip(cuts[:-1], cuts[1:])])
+            np.testing.assert_array_equal(parts, whole, err_msg=f"{compute.__name__} {cuts}")
+    np.testing.assert_allclose(forward(0, m), A[rows].astype(np.float64) @ W.T.astype(np.float64) + b,
+                               rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5 if dtype == "float32" else 1e-12)
+
+
 def test_one_region_epoch_is_chosen_only_where_it_applies():
     """Plain SGD with a hidden layer on several threads and layer 1 big enough: anything else keeps
     train_epoch."""
