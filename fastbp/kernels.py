@@ -155,7 +155,9 @@ def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
     A 4-unit x 2-example register tile: each loaded weight is used twice, each input value four times. An odd
     last example goes through the same tile paired with itself, so that every value is computed by the same
     instructions however the examples are paired (the shares of ``_forward_and_back_share`` may start at an odd
-    example).
+    example). Two or three units left over take a 2-unit tile, so that each input row is read once for both: with
+    layer 1's 30 units (the second thread's share ends in such a pair), the book's network trained 1.017-1.031x
+    faster than with those units one at a time (float64 and float32, m = 10 and 32, same bits).
     """
     n_in = W.shape[1]
     m = rows.shape[0]
@@ -180,7 +182,22 @@ def weighted_input_units(W, b, A_prev, x_scale, rows, Z, j_start, j_stop):
             Z[y, j0], Z[y, j0 + 1], Z[y, j0 + 2], Z[y, j0 + 3] = t0, t1, t2, t3
             Z[x, j0], Z[x, j0 + 1], Z[x, j0 + 2], Z[x, j0 + 3] = s0, s1, s2, s3
         j0 += 4
-    for j in range(j0, j_stop):  # fewer than four units left: one unit x two examples
+    if j0 + 2 <= j_stop:  # two or three units left: a 2-unit x 2-example tile
+        w0, w1 = W[j0], W[j0 + 1]
+        for x in range(0, m, 2):
+            y = min(x + 1, m - 1)
+            a, c = A_prev[rows[x]], A_prev[rows[y]]
+            s0 = s1 = t0 = t1 = zero
+            for k in range(n_in):
+                ak, ck = a[k], c[k]
+                s0 += w0[k] * ak
+                s1 += w1[k] * ak
+                t0 += w0[k] * ck
+                t1 += w1[k] * ck
+            Z[y, j0], Z[y, j0 + 1] = t0, t1
+            Z[x, j0], Z[x, j0 + 1] = s0, s1
+        j0 += 2
+    for j in range(j0, j_stop):  # one unit left: one unit x two examples
         w = W[j]
         for x in range(0, m, 2):
             y = min(x + 1, m - 1)

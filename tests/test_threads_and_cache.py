@@ -106,13 +106,14 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("n_in", [3, 30, 67])
-def test_an_examples_values_do_not_depend_on_how_the_examples_are_paired(rng, dtype, n_in):
+@pytest.mark.parametrize("n_out", [10, 7, 5])  # units left after the groups of four: 2, 3 (2 + 1), 1
+def test_an_examples_values_do_not_depend_on_how_the_examples_are_paired(rng, dtype, n_in, n_out):
     """Stage 1's shares cut a mini-batch at any example, so eq. 25 (weighted_input_units, 4-unit x 2-example
     tiles) and BP2 (backpropagate, pairs of examples) must give each example the same bits whether it is
     paired with the one before, the one after, or itself."""
     from fastbp import kernels
 
-    m, n_out = 7, 10
+    m = 7
     W, b = rng.standard_normal((n_out, n_in)).astype(dtype), rng.standard_normal(n_out).astype(dtype)
     A = rng.standard_normal((m + 3, n_in)).astype(dtype)
     rows = rng.permutation(m + 3)[:m]
