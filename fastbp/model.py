@@ -187,12 +187,12 @@ class MLP:
 
     def _workspace(self, m):
         """The kernels' workspace for batches of up to m rows, reused across calls."""
-        units = sum(self.sizes[1:])
-        if self._ws is None or self._ws.size < 3 * m * units:
-            self._ws = aligned.empty(3 * m * units, self.dtype)
-        if self._ws.size == 3 * m * units:
+        size = kernels.workspace_length(self._layout, m)
+        if self._ws is None or self._ws.size < size:
+            self._ws = aligned.empty(size, self.dtype)
+        if self._ws.size == size:
             return self._ws
-        return self._ws[:3 * m * units]
+        return self._ws[:size]
 
     def _kernel(self, name, *args):
         """Call kernels.<name>, or its twin compiled for this model's custom activation pair."""
@@ -394,7 +394,7 @@ class Trainer:
             self.validation = (Xv, model._targets(validation_data[1], Xv.shape[0], "validation_data[1]"))
         self.grad = aligned.zeros(model._theta.size, model.dtype)
         self.state = aligned.zeros((2, model._theta.size) if self.opt != kernels.SGD else (2, 1), model.dtype)
-        self.ws = aligned.empty(3 * min(self.batch_size, self.n) * sum(model.sizes[1:]), model.dtype)
+        self.ws = aligned.empty(kernels.workspace_length(model._layout, min(self.batch_size, self.n)), model.dtype)
 
     def epoch(self, order, on_progress=None, n_calls=1):
         """One epoch over X[order]; the kernel is called n_calls times so that on_progress(rows) can report."""

@@ -117,3 +117,32 @@ def test_book_pairs_become_aligned_rows(rng):
     X, _ = book_rows(pairs, "training_data", [64, 10], y="label to count", remedy="")
     assert aligned.is_aligned(X)
     np.testing.assert_array_equal(X, np.hstack([x for x, _ in pairs]).T)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_layer1_weight_halves_are_copies_that_start_on_cache_lines(rng, dtype):
+    """The one-region epoch trains layer 1's weights in two matrices of their own (kernels.split_weights), one
+    per half of the inputs, each starting a cache line; join_weights puts them back."""
+    from fastbp import kernels
+    for n_out, n_in in ((30, 784), (7, 20), (5, 3)):
+        W = rng.standard_normal((n_out, n_in)).astype(dtype)
+        h = kernels.input_split(n_in, W.itemsize)
+        halves = kernels.split_weights(W, h)
+        assert not np.shares_memory(halves, W)
+        for c, columns in enumerate((W[:, :h], W[:, h:])):
+            half = kernels.weight_half(halves, n_out, n_in, h, c)
+            assert half.ctypes.data % 64 == 0
+            np.testing.assert_array_equal(half, columns)
+        out = np.zeros_like(W)
+        kernels.join_weights(halves, out, h)
+        np.testing.assert_array_equal(out, W)
+
+
+def test_layer1_inputs_are_cut_on_a_cache_line_near_the_middle():
+    from fastbp import kernels
+    assert kernels.input_split(784, 8) == 392  # 49 lines of eight float64
+    assert kernels.input_split(784, 4) == 384  # 24 lines of sixteen float32
+    assert kernels.input_split(784, 1) == 384  # 6 lines of 64 pixels
+    assert kernels.input_split(20, 8) == 8
+    assert kernels.input_split(3, 8) == 1  # less than a line: the middle
+    assert kernels.input_split(1, 8) == 0

@@ -132,6 +132,7 @@ def test_custom_activation_runs_in_the_kernels(rng):
 
 @pytest.mark.parametrize("sizes,batch_size,n", [([6, 5, 3], 4, 10), ([7, 6, 5, 4], 3, 9), ([5, 4], 1, 5),
                                                 ([784, 30, 10], 10, 35),
+                                                ([784, 30, 10], 32, 75), ([100, 20, 10], 16, 40),  # layer 1 in halves
                                                 ([784, 9, 6, 5], 64, 150)],  # batches of several example blocks
                          ids=str)
 def test_epochs_match_both_numpy_baselines(rng, sizes, batch_size, n):
@@ -212,8 +213,12 @@ def test_weight_and_workspace_views_alias_the_flat_buffers(rng, dtype):
         view[0, 0] += 1  # writes reach the model's parameters
         assert w[0, 0] == view[0, 0]
     m_max, units = 4, 5 + 3
-    ws = rng.random(3 * m_max * units).astype(dtype)
+    ws = rng.random(3 * m_max * units + 2 * m_max * 5).astype(dtype)  # three parts, then layer 1's half-sums
+    assert kernels.workspace_length(layout, m_max) == ws.size and kernels.batch_capacity(ws, layout) == m_max
     for l, n in ((1, 5), (2, 3)):
         for part in (kernels.Z_PART, kernels.A_PART, kernels.DELTA_PART):
             o = part * m_max * units + layout[l, kernels.U_OFF] * m_max
             np.testing.assert_array_equal(kernels.block(ws, layout, l, part, 3), ws[o:o + 3 * n].reshape(3, n))
+    for c in (0, 1):
+        o = 3 * m_max * units + c * m_max * 5
+        np.testing.assert_array_equal(kernels.half_sums_block(ws, layout, c, 3), ws[o:o + 3 * 5].reshape(3, 5))
