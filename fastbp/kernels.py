@@ -295,7 +295,8 @@ def _weighted_input(W, b, A_prev, x_scale, rows, Z, g_start, g_stop):
         x1 = min(x0 + xb, m)
         for g in prange(g_start, g_stop):
             j0, j1 = 4 * g, min(4 * g + 4, n_out)
-            partial_input_units(W, b, A_prev, x_scale, rows[x0:x1], Z[x0:x1], j0, j1, 0, n_in, 0, True)
+            partial_input_units(W, b, A_prev, x_scale, rows[x0:x1], Z[x0:x1], j0, j1, np.int64(0), n_in, np.int64(0),
+                                np.bool_(True))
 
 
 @njit(cache=True)
@@ -432,7 +433,7 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 
         bw, bb = (beta_w, beta_b) if x0 == 0 else (1.0, 1.0)
         for g in prange(g_start, g_stop):
             accumulate_bp34_units(delta[x0:x1], A_prev, x_scale, rows[x0:x1], scale, bw, bb, W, b, 4 * g,
-                                  min(4 * g + 4, n_out), 0, n_in, 0, True)
+                                  min(4 * g + 4, n_out), np.int64(0), n_in, np.int64(0), np.bool_(True))
 
 
 # Where mini-batches of at least HALVES_MIN_BATCH examples fit one block (``layer1_in_halves``), training sums
@@ -465,30 +466,18 @@ def add_halves(H0, H1, x_scale, b, Z):
             Z[x, j] = (H0[x, j] + H1[x, j]) * xs + b[j]
 
 
-def _first_layer_sums(W, b, X, rows, H0, H1, g_start, g_stop):
-    """Layer 1's two half-sums (``partial_input_units``) for the batch X[rows] and the units of groups g_start ..
-    g_stop-1 of four, one group per parallel iteration, in blocks of examples as ``_weighted_input``.
-    W (n_1, n_0), b (n_1,) (not used), X (n, n_0), rows (m,); H0 (m, n_1) gets the sums over inputs k < h,
-    H1 (m, n_1) the others."""
+@njit(cache=True)
+def first_layer_sums(W, b, X, rows, H0, H1):
+    """Layer 1's two half-sums (``partial_input_units``) for the batch X[rows], which fits one block of examples
+    (the first mini-batch of an epoch call that sums in halves): H0 over inputs k < h, H1 over the others.
+    W (n_1, n_0), b (n_1,) (not used), X (n, n_0), rows (m,), H0, H1 (m, n_1) output."""
     n_out, n_in = W.shape
     h = input_split(n_in, X.itemsize)
-    m = rows.shape[0]
-    xb = example_block(m, n_in, W.itemsize)
-    for x0 in range(0, m, xb):
-        x1 = min(x0 + xb, m)
-        for g in prange(g_start, g_stop):
-            j0, j1 = 4 * g, min(4 * g + 4, n_out)
-            partial_input_units(W, b, X, 1.0, rows[x0:x1], H0[x0:x1], j0, j1, 0, h, 0, False)
-            partial_input_units(W, b, X, 1.0, rows[x0:x1], H1[x0:x1], j0, j1, h, n_in, h, False)
-
-
-@njit(cache=True)
-def update_and_forward_half(W, wk0, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, j0, j1, k0, k1, first):
-    """Units j0 .. j1-1 of layer 1's fused update and half-sums for inputs k0 .. k1-1 (their weights from W's
-    column wk0): BP4, BP3 too if ``first`` (the first half), then their half-sums for the batch X[rows_next]
-    into Z."""
-    accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1, k0, k1, wk0, first)
-    partial_input_units(W, b, X, 1.0, rows_next, Z, j0, j1, k0, k1, wk0, False)
+    for g in range(unit_groups(W)):
+        j0, j1 = 4 * g, min(4 * g + 4, n_out)
+        for c in range(2):
+            k0, k1 = (np.int64(0), h) if c == 0 else (h, n_in)
+            partial_input_units(W, b, X, 1.0, rows, H0 if c == 0 else H1, j0, j1, k0, k1, k0, np.bool_(False))
 
 
 @njit(cache=True)
@@ -496,17 +485,19 @@ def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_
                              n_groups, in_halves):
     """Group g of n_groups (units 4g .. 4g+3) of ``_update_and_forward_layer1``; it also asks for its part of the
     inputs X[rows_ahead]. BP4 runs over whole rows, which gives each weight the bits it gets half by half
-    (``update_and_forward_half``), 1.1x (float64) to 1.6x (float32) faster than by halves on one core."""
+    (``_update_and_forward_halves``), 1.1x (float64) to 1.6x (float32) faster than by halves on one core."""
     n_in = W.shape[1]
     j0, j1 = 4 * g, min(4 * g + 4, W.shape[0])
     prefetch_share(X, rows_ahead, 0, n_in, g, n_groups)
-    accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1, 0, n_in, 0, True)
+    zero = np.int64(0)  # int64 and bool, not literal constants: Numba compiles a callee once per literal value
+    accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1, zero, n_in, zero, np.bool_(True))
     if in_halves:
         h = input_split(n_in, X.itemsize)
-        partial_input_units(W, b, X, 1.0, rows_next, H0, j0, j1, 0, h, 0, False)
-        partial_input_units(W, b, X, 1.0, rows_next, H1, j0, j1, h, n_in, h, False)
+        for c in range(2):
+            k0, k1 = (zero, h) if c == 0 else (h, n_in)
+            partial_input_units(W, b, X, 1.0, rows_next, H0 if c == 0 else H1, j0, j1, k0, k1, k0, np.bool_(False))
     else:
-        partial_input_units(W, b, X, x_scale, rows_next, Z, j0, j1, 0, n_in, 0, True)
+        partial_input_units(W, b, X, x_scale, rows_next, Z, j0, j1, zero, n_in, zero, np.bool_(True))
 
 
 def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, H0, H1, rows_ahead,
@@ -577,7 +568,6 @@ def serial_and_parallel(func):
 
 
 weighted_input, weighted_input_par = serial_and_parallel(_weighted_input)
-first_layer_sums, first_layer_sums_par = serial_and_parallel(_first_layer_sums)
 accumulate_bp34, accumulate_bp34_par = serial_and_parallel(_accumulate_bp34)
 backpropagate, backpropagate_par = serial_and_parallel(_backpropagate)
 
@@ -879,16 +869,6 @@ def layer_forward(W, b, A_prev, x_scale, rows, Z, n_par_min):
 
 
 @njit(cache=True)
-def first_layer_half_sums(W, b, X, rows, H0, H1, n_par_min):
-    """Layer 1's two half-sums (``first_layer_sums``) for all its units, in parallel when its work reaches
-    n_par_min."""
-    if rows.shape[0] * W.size >= n_par_min:
-        first_layer_sums_par(W, b, X, rows, H0, H1, 0, unit_groups(W))
-    else:
-        first_layer_sums(W, b, X, rows, H0, H1, 0, unit_groups(W))
-
-
-@njit(cache=True)
 def layer_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, n_par_min):
     """BP3/BP4 of one layer into (W, b) (see ``accumulate_bp34_units``), in parallel when its work is large."""
     n_groups = unit_groups(W)
@@ -914,7 +894,7 @@ def feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, first_layer=1, l
         Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
         if l == 1 and in_halves:
             H0, H1 = half_sums_block(ws, layout, 0, m), half_sums_block(ws, layout, 1, m)
-            first_layer_half_sums(W, b, X, rows, H0, H1, n_par_min)
+            first_layer_sums(W, b, X, rows, H0, H1)
             add_halves(H0, H1, x_scale, b, Z)
         elif l == 1:
             layer_forward(W, b, X, x_scale, rows, Z, n_par_min)
@@ -1200,17 +1180,30 @@ def split_weights(W, h):
     buf = np.empty(size + per_line, W.dtype)
     skip = (-buf.ctypes.data) % 64 // W.itemsize
     halves = buf[skip:skip + size]
-    weight_half(halves, n_out, n_in, h, 0)[:, :] = W[:, :h]
-    weight_half(halves, n_out, n_in, h, 1)[:, :] = W[:, h:]
+    copy_halves(W, halves, h, True)
     return halves
 
 
 @njit(cache=True)
 def join_weights(halves, W, h):
     """W = the weights in ``split_weights``' copy ``halves``."""
+    copy_halves(W, halves, h, False)
+
+
+@njit(cache=True)
+def copy_halves(W, halves, h, to_halves):
+    """Copy W (n_out, n_in) into ``split_weights``' copy ``halves`` or back. (Loops: slice assignments took
+    seconds to compile.)"""
     n_out, n_in = W.shape
-    W[:, :h] = weight_half(halves, n_out, n_in, h, 0)
-    W[:, h:] = weight_half(halves, n_out, n_in, h, 1)
+    for c in range(2):
+        half = weight_half(halves, n_out, n_in, h, c)
+        k0 = 0 if c == 0 else h
+        for j in range(n_out):
+            for k in range(half.shape[1]):
+                if to_halves:
+                    half[j, k] = W[j, k0 + k]
+                else:
+                    W[j, k0 + k] = half[j, k]
 
 
 @njit(cache=True)
@@ -1219,7 +1212,8 @@ def _update_and_forward_halves(halves, W, b, X, x_scale, rows, delta, scale, bet
     """Share r of n_parts of layer 1's fused update and half-sums (``_update_and_forward_layer1``) with its
     weights in ``split_weights``' copy ``halves``: the cells (half c, group g of four units), c-major, cut
     evenly, so that each of two participants takes one half of the inputs for all units. Each cell asks for its
-    part of its half of the inputs X[rows_ahead]. W (n_1, n_0) only gives the shape."""
+    part of its half of the inputs X[rows_ahead], then updates (BP4; BP3 with the first half) and sums its units
+    over its inputs. W (n_1, n_0) only gives the shape."""
     n_out, n_in = W.shape
     h = input_split(n_in, X.itemsize)
     n_groups = unit_groups(W)
@@ -1227,9 +1221,9 @@ def _update_and_forward_halves(halves, W, b, X, x_scale, rows, delta, scale, bet
         c, g = cell // n_groups, cell % n_groups
         k0, k1 = (0, h) if c == 0 else (h, n_in)
         prefetch_share(X, rows_ahead, k0, k1, g, n_groups)
-        update_and_forward_half(weight_half(halves, n_out, n_in, h, c), 0, b, X, x_scale, rows, delta, scale,
-                                beta_w, rows_next, H0 if c == 0 else H1, 4 * g, min(4 * g + 4, n_out), k0, k1,
-                                c == 0)
+        Wc, j0, j1, zero = weight_half(halves, n_out, n_in, h, c), 4 * g, min(4 * g + 4, n_out), np.int64(0)
+        accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, Wc, b, j0, j1, k0, k1, zero, c == 0)
+        partial_input_units(Wc, b, X, 1.0, rows_next, H0 if c == 0 else H1, j0, j1, k0, k1, zero, np.bool_(False))
 
 
 @njit(cache=True)
@@ -1352,8 +1346,8 @@ def train_epoch_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_siz
     h = input_split(W.shape[1], X.itemsize)
     in_halves = layer1_in_halves(W, min(batch_size, order.shape[0]))
     if in_halves:
-        first_layer_half_sums(W, bias(theta, layout, 1), X, rows, half_sums_block(ws, layout, 0, m),
-                              half_sums_block(ws, layout, 1, m), n_par_min)
+        first_layer_sums(W, bias(theta, layout, 1), X, rows, half_sums_block(ws, layout, 0, m),
+                         half_sums_block(ws, layout, 1, m))
         halves = split_weights(W, h)
     else:
         layer_forward(W, bias(theta, layout, 1), X, x_scale, rows, block(ws, layout, 1, Z_PART, m), n_par_min)
