@@ -441,8 +441,8 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 
 # ``input_split``), then z = x_scale (H0 + H1) + b (``add_halves``). The one-region epoch (below) gives each half
 # to a participant of its own, which then reads, prefetches and keeps in its core's cache only its half of every
 # input row. Cut by units instead, each core reads every row whole, half of it from the other core's cache: on 2
-# threads the book's network trained 1.05x faster with the halves at m = 16 and 1.14x at m = 32 in float64,
-# 1.28-1.39x at m = 32 in float32; on one thread 0.95-0.98x at m = 32. At m = 10, on 2 threads, halves trained
+# threads the book's network trained 1.05x faster with the halves at m = 16 and 1.14-1.18x at m = 32 in float64,
+# 1.11-1.39x at m = 32 in float32; on one thread 0.95-0.98x at m = 32. At m = 10, on 2 threads, halves trained
 # 0.95-1.01x as fast as units: the extra sums cost as much as the traffic they save.
 HALVES_MIN_BATCH = 16
 
