@@ -467,13 +467,13 @@ def add_halves(H0, H1, x_scale, b, Z):
 
 
 @njit(cache=True)
-def first_layer_sums(W, b, X, rows, H0, H1):
-    """Layer 1's two half-sums (``partial_input_units``) for the batch X[rows], which fits one block of examples
-    (the first mini-batch of an epoch call that sums in halves): H0 over inputs k < h, H1 over the others.
+def first_layer_sums(W, b, X, rows, H0, H1, g_start, g_stop):
+    """Layer 1's two half-sums (``partial_input_units``) for the batch X[rows], which fits one block of examples,
+    and the units of groups g_start .. g_stop-1 of four: H0 over inputs k < h, H1 over the others.
     W (n_1, n_0), b (n_1,) (not used), X (n, n_0), rows (m,), H0, H1 (m, n_1) output."""
     n_out, n_in = W.shape
     h = input_split(n_in, X.itemsize)
-    for g in range(unit_groups(W)):
+    for g in range(g_start, g_stop):
         j0, j1 = 4 * g, min(4 * g + 4, n_out)
         for c in range(2):
             k0, k1 = (np.int64(0), h) if c == 0 else (h, n_in)
@@ -492,10 +492,7 @@ def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_
     zero = np.int64(0)  # int64 and bool, not literal constants: Numba compiles a callee once per literal value
     accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1, zero, n_in, zero, np.bool_(True))
     if in_halves:
-        h = input_split(n_in, X.itemsize)
-        for c in range(2):
-            k0, k1 = (zero, h) if c == 0 else (h, n_in)
-            partial_input_units(W, b, X, 1.0, rows_next, H0 if c == 0 else H1, j0, j1, k0, k1, k0, np.bool_(False))
+        first_layer_sums(W, b, X, rows_next, H0, H1, g, g + 1)
     else:
         partial_input_units(W, b, X, x_scale, rows_next, Z, j0, j1, zero, n_in, zero, np.bool_(True))
 
@@ -894,7 +891,7 @@ def feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, first_layer=1, l
         Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
         if l == 1 and in_halves:
             H0, H1 = half_sums_block(ws, layout, 0, m), half_sums_block(ws, layout, 1, m)
-            first_layer_sums(W, b, X, rows, H0, H1)
+            first_layer_sums(W, b, X, rows, H0, H1, 0, unit_groups(W))
             add_halves(H0, H1, x_scale, b, Z)
         elif l == 1:
             layer_forward(W, b, X, x_scale, rows, Z, n_par_min)
@@ -1347,7 +1344,7 @@ def train_epoch_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_siz
     in_halves = layer1_in_halves(W, min(batch_size, order.shape[0]))
     if in_halves:
         first_layer_sums(W, bias(theta, layout, 1), X, rows, half_sums_block(ws, layout, 0, m),
-                         half_sums_block(ws, layout, 1, m))
+                         half_sums_block(ws, layout, 1, m), 0, unit_groups(W))
         halves = split_weights(W, h)
     else:
         layer_forward(W, bias(theta, layout, 1), X, x_scale, rows, block(ws, layout, 1, Z_PART, m), n_par_min)
