@@ -94,6 +94,26 @@ def row_piece(typingctx, ary, i, k0, n):
     return view(ary, i, k0, n), codegen
 
 
+@intrinsic
+def unowned(typingctx, ary):
+    """The array ``ary`` without its reference count (a view of the same memory with no owner), so that the views
+    taken from it in a hot loop need no atomic count updates. The caller keeps ``ary`` alive while it is used:
+    kernels take it of their arguments, which their caller holds.
+
+    Each view of an owned array adds and removes a reference with a locked instruction; with two threads taking
+    views of the same ``theta`` and ``ws``, these went back and forth between the cores."""
+    if not isinstance(ary, nbtypes.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        src = context.make_array(sig.args[0])(context, builder, args[0])
+        out = context.make_array(sig.return_type)(context, builder)
+        populate_array(out, data=src.data, shape=src.shape, strides=src.strides, itemsize=src.itemsize,
+                       meminfo=None, parent=None)
+        return out._getvalue()
+    return ary(ary), codegen
+
+
 @njit(cache=True)
 def weight(theta, layout, l):
     """w^l as a (n_l, n_{l-1}) view of the flat vector ``theta``."""
@@ -1284,11 +1304,13 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
 
 @njit(cache=True)
 def _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch,
-                 stop_batch, hyper, ws, halves):
+                 stop_batch, hyper, ws, halves, ident):
     """Participant p's part of ``train_batches_shared``: each stage, its own share first, then those of
     participants not started yet, then the barrier."""
+    counters, theta, layout, X, Y, order, hyper, ws, halves, ident = (
+        unowned(counters), unowned(theta), unowned(layout), unowned(X), unowned(Y), unowned(order), unowned(hyper),
+        unowned(ws), unowned(halves), unowned(ident))
     _atomic_add(counters, _LINE * (1 + p), 1)
-    ident = np.arange(min(batch_size, order.shape[0]))  # a batch never has more rows than the order
     stage = 0
     for batch in range(first_batch, stop_batch):
         rows, rows_next, rows_ahead = batch_rows(order, batch_size, batch, stop_batch)
@@ -1321,9 +1343,10 @@ def _train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_
     weights in ``halves`` (``split_weights``) where it sums in halves (else halves is empty). Same results, bit
     for bit, as ``train_epoch``'s other path, for any n_parts and any number of threads."""
     counters = np.zeros(_LINE * (1 + 2 * n_parts), np.int64)
+    ident = np.arange(min(batch_size, order.shape[0]))  # a batch never has more rows than the order
     for p in prange(n_parts):
         _participant(np.int64(p), n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size,
-                     first_batch, stop_batch, hyper, ws, halves)
+                     first_batch, stop_batch, hyper, ws, halves, ident)
 
 
 train_batches_shared = njit(cache=True, parallel=True)(_train_batches_shared)
@@ -1377,6 +1400,9 @@ def train_epoch(theta, layout, cost_code, X, x_scale, Y, order, batch_size, firs
     (``update_and_forward_layer1``); on several threads ``train_epoch_shared`` is faster where it applies.
     Other optimizers go through ``grad`` (theta's layout) and ``optimizer_step``.
     """
+    theta, layout, X, Y, order, hyper, grad, state, ws = (
+        unowned(theta), unowned(layout), unowned(X), unowned(Y), unowned(order), unowned(hyper), unowned(grad),
+        unowned(state), unowned(ws))
     fused = fuses_layer1(opt, layout)
     in_halves = fused and layer1_in_halves(weight(theta, layout, 1), min(batch_size, order.shape[0]))
     if fused and first_batch < stop_batch:
