@@ -222,3 +222,28 @@ def test_weight_and_workspace_views_alias_the_flat_buffers(rng, dtype):
     for c in (0, 1):
         o = 3 * m_max * units + c * m_max * 5
         np.testing.assert_array_equal(kernels.half_sums_block(ws, layout, c, 3), ws[o:o + 3 * 5].reshape(3, 5))
+
+
+def test_unowned_views_read_and_write_the_same_memory(rng):
+    """kernels.unowned: the same array without a reference count; views taken from it read and write the
+    original, and the original's reference count is left as it was."""
+    import sys
+
+    from fastbp import kernels
+
+    @njit
+    def total_and_bump(a):
+        u = kernels.unowned(a)
+        s = 0.0
+        for i in range(u.shape[0]):
+            row = u[i]  # a view of a view: no count to update
+            s += row.sum()
+            row[0] += 1.0
+        return s
+
+    a = rng.random((4, 3))
+    before, refs = a.copy(), sys.getrefcount(a)
+    assert total_and_bump(a) == pytest.approx(before.sum(), rel=1e-15)
+    np.testing.assert_array_equal(a[:, 0], before[:, 0] + 1.0)
+    np.testing.assert_array_equal(a[:, 1:], before[:, 1:])
+    assert sys.getrefcount(a) == refs
