@@ -97,8 +97,8 @@ def row_piece(typingctx, ary, i, k0, n):
 @intrinsic
 def unowned(typingctx, ary):
     """The array ``ary`` without its reference count (a view of the same memory with no owner), so that the views
-    taken from it in a hot loop need no atomic count updates. The caller keeps ``ary`` alive while it is used:
-    kernels take it of their arguments, which their caller holds.
+    taken from it in a hot loop need no atomic count updates. ``ary`` must outlive the result: the kernels apply it
+    to their own arguments, which their caller holds for the whole call.
 
     Each view of an owned array adds and removes a reference with a locked instruction; with two threads taking
     views of the same ``theta`` and ``ws``, these went back and forth between the cores."""
