@@ -291,8 +291,12 @@ def environment():
         layer = "not started"
     blas = [f"{i.get('internal_api')} {i.get('version') or ''} ({i.get('num_threads')} threads)".strip()
             for i in threadpool_info() if i.get("user_api") == "blas"]
+    from numba.core.registry import cpu_target
+    codegen = cpu_target.target_context.codegen()
+    target = codegen._get_host_cpu_name() + (", 512-bit vectors" if "-prefer-256-bit" in codegen._tm_features
+                                             else "")
     return {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-            "torch": peers.torch_version(), "cpu": cpu, "cores": available_cores(),
+            "torch": peers.torch_version(), "cpu": cpu, "cores": available_cores(), "llvm_target": target,
             "numba_threads": numba.config.NUMBA_NUM_THREADS, "numba_threading_layer": layer, "blas": blas}
 
 
@@ -420,7 +424,7 @@ def report(out, markdown=False):
         f"data: {out['data']['note']}",
         "examples per timed chunk: " + ", ".join(f"{k} {v:,}" for k, v in s["chunk_examples"].items())
         + f" (the per-example loop: 1/{PER_EXAMPLE_SHARE} of that)",
-        f"machine: {env['cpu']}, {env['cores']} cores; numba pool {env['numba_threads']} threads "
+        f"machine: {env['cpu']} (compiled for {env['llvm_target']}), {env['cores']} cores; numba pool {env['numba_threads']} threads "
         f"({env['numba_threading_layer']}); BLAS: {', '.join(env['blas']) or 'unknown'}",
         (f"load average (1 min) at the start: {load:.2f}"
          + (" -- other programs were busy, so the figures are noisier than on an idle machine" if load > 0.5

@@ -7,6 +7,10 @@ if "NUMBA_THREADING_LAYER" not in _os.environ:
     import numba as _numba
     _numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
+from .codegen import prefer_512_bit_vectors as _prefer_512_bit_vectors  # noqa: E402
+
+_prefer_512_bit_vectors()
+
 from .io import load  # noqa: E402
 from .inputs import ScaledInputs  # noqa: E402
 from .model import MLP  # noqa: E402

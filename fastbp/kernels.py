@@ -21,7 +21,6 @@ Conventions
 """
 import inspect
 import math
-import platform
 import types
 
 import numpy as np
@@ -36,6 +35,7 @@ from numba.np.arrayobj import populate_array
 from .activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from .activations import unused_f as custom_f
 from .activations import unused_f_prime as custom_f_prime
+from .codegen import X86
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC
 
 # reassoc lets LLVM vectorise the dot-product reductions (x4 to x8 measured); contract lets it use FMA.
@@ -1078,7 +1078,6 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
 # Counters live 64 bytes apart (one cache line each) in an int64 array: the number of shares done, then per
 # participant "present" and the number of stages whose share has been claimed.
 _LINE = 8
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
 def _is_counters(t):
@@ -1131,7 +1130,7 @@ def _atomic_read(typingctx, counters, i):
 def _spin_pause(typingctx):
     """The CPU's spin-wait hint (x86 ``pause``), nothing elsewhere."""
     def codegen(context, builder, sig, args):
-        if _X86:
+        if X86:
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
                                                 "llvm.x86.sse2.pause")
             builder.call(fn, [])

@@ -1,0 +1,26 @@
+"""What fastbp asks of Numba's code generation; applied by ``fastbp/__init__`` before any kernel is compiled."""
+import os
+import platform
+
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+def prefer_512_bit_vectors():
+    """Let LLVM vectorise with 512-bit registers on an x86 CPU with AVX-512, unless the user has chosen the
+    target (``NUMBA_CPU_NAME`` or ``NUMBA_CPU_FEATURES`` set).
+
+    LLVM's tuning for Intel's AVX-512 cores (Skylake-SP to Emerald Rapids) prefers 256-bit vectors, so the
+    kernels' loops ran at half the width the CPU has. With ``-prefer-256-bit`` added to the host's features
+    (through ``NUMBA_CPU_FEATURES``, which child processes such as MPI ranks inherit) a 2-core Xeon (Emerald
+    Rapids) trained the book's network 1.2-1.3x faster on one thread (float64 and float32) and
+    [784, 256, 128, 10] 1.35x. CPUs whose tuning already prefers 512-bit vectors, or that have no AVX-512, get
+    the same code as before. Takes effect only if Numba has compiled nothing yet in this process.
+    """
+    if not X86 or "NUMBA_CPU_NAME" in os.environ or "NUMBA_CPU_FEATURES" in os.environ:
+        return
+    from numba.core import codegen, config
+    features = codegen.get_host_cpu_features()
+    if "+avx512f" not in features.split(","):
+        return
+    os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
+    config.reload_config()
