@@ -424,7 +424,8 @@ def report(out, markdown=False):
         f"data: {out['data']['note']}",
         "examples per timed chunk: " + ", ".join(f"{k} {v:,}" for k, v in s["chunk_examples"].items())
         + f" (the per-example loop: 1/{PER_EXAMPLE_SHARE} of that)",
-        f"machine: {env['cpu']} (compiled for {env['llvm_target']}), {env['cores']} cores; numba pool {env['numba_threads']} threads "
+        f"machine: {env['cpu']} (compiled for {env['llvm_target']}), {env['cores']} cores; "
+        f"numba pool {env['numba_threads']} threads "
         f"({env['numba_threading_layer']}); BLAS: {', '.join(env['blas']) or 'unknown'}",
         (f"load average (1 min) at the start: {load:.2f}"
          + (" -- other programs were busy, so the figures are noisier than on an idle machine" if load > 0.5
