@@ -291,10 +291,9 @@ def environment():
         layer = "not started"
     blas = [f"{i.get('internal_api')} {i.get('version') or ''} ({i.get('num_threads')} threads)".strip()
             for i in threadpool_info() if i.get("user_api") == "blas"]
-    from numba.core.registry import cpu_target
-    codegen = cpu_target.target_context.codegen()
-    target = codegen._get_host_cpu_name() + (", 512-bit vectors" if "-prefer-256-bit" in codegen._tm_features
-                                             else "")
+    from fastbp.codegen import WIDE_VECTORS, compiled_target
+    cpu_name, features = compiled_target()
+    target = cpu_name + (", 512-bit vectors" if WIDE_VECTORS in features.split(",") else "")
     return {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
             "torch": peers.torch_version(), "cpu": cpu, "cores": available_cores(), "llvm_target": target,
             "numba_threads": numba.config.NUMBA_NUM_THREADS, "numba_threading_layer": layer, "blas": blas}

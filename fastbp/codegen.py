@@ -3,6 +3,7 @@ import os
 import platform
 
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+WIDE_VECTORS = "-prefer-256-bit"  # the feature that lifts LLVM's preference for 256-bit vectors on Intel's cores
 
 
 def prefer_512_bit_vectors():
@@ -23,5 +24,12 @@ def prefer_512_bit_vectors():
     features = codegen.get_host_cpu_features()
     if "+avx512f" not in features.split(","):
         return
-    os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
+    os.environ["NUMBA_CPU_FEATURES"] = features + "," + WIDE_VECTORS
     config.reload_config()
+
+
+def compiled_target():
+    """(CPU name, feature string) that Numba compiles for in this process."""
+    from numba.core.registry import cpu_target
+    codegen = cpu_target.target_context.codegen()
+    return codegen._get_host_cpu_name(), codegen._tm_features
