@@ -1,4 +1,6 @@
 """Shared fixtures and the tolerances every test uses."""
+import os
+
 import numpy as np
 import pytest
 from numba import njit
@@ -9,6 +11,19 @@ F64_ATOL = 1e-12
 F32_RTOL = 2e-4
 # Backprop against central finite differences, float64 (max relative error).
 FD_RTOL = 1e-7
+
+
+# With ``-n auto`` (pytest-xdist) each worker compiles the kernels its tests need and peaks at about 2.7 GB: on
+# many cores, more than a few workers would cost memory without saving time (one test file runs in one worker
+# with ``--dist loadfile``, and a few files hold most of the compiling).
+MAX_WORKERS = 4
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core this process may use, at most MAX_WORKERS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cores))
 
 
 @pytest.fixture
