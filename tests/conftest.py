@@ -21,7 +21,10 @@ MAX_WORKERS = 4
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: one worker per core this process may use, at most MAX_WORKERS."""
+    """``-n auto``: one worker per core this process may use, at most MAX_WORKERS (PYTEST_XDIST_AUTO_NUM_WORKERS,
+    where set, decides instead)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(MAX_WORKERS, cores))
 
