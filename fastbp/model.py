@@ -27,7 +27,7 @@ EVAL_CHUNK = 256
 OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "adam": kernels.ADAM}
 INITS = ("default", "large")
 # What preparing the kernels means for the user (progress lines of fit and fastbp train).
-PREPARE_NOTE = "compiled on the first run, under half a minute; loaded from the cache after"
+PREPARE_NOTE = "compiled on the first run, up to a minute; loaded from the cache after"
 
 
 def make_layout(sizes, act_codes):
@@ -450,7 +450,7 @@ class Trainer:
 
     def prepare(self, monitor_training=False, monitor_gradients=False, progress=False):
         """Compile, or load from Numba's disk cache, every kernel that ``run`` will call, by calling each on no
-        rows: no epoch's time then includes compilation (under half a minute on the first run, under 1 s after).
+        rows: no epoch's time then includes compilation (up to a minute on the first run, under 1 s after).
         Changes nothing. Returns the seconds it took."""
         start = time.perf_counter()
         bar = None
