@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from numba import njit
 
+from fastbp.threads import available_cores
+
 # Same arithmetic in a different order (kernels vs NumPy/BLAS): float64 rounding only.
 F64_ATOL = 1e-12
 # float32 kernels against the float64 NumPy reference, relative to the values' scale.
@@ -25,8 +27,7 @@ def pytest_xdist_auto_num_workers(config):
     where set, decides instead)."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(MAX_WORKERS, cores))
+    return max(1, min(MAX_WORKERS, available_cores()))
 
 
 @pytest.fixture
