@@ -466,15 +466,28 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 
                                   min(4 * g + 4, n_out), np.int64(0), n_in, np.int64(0), np.bool_(True))
 
 
-# Where mini-batches of at least HALVES_MIN_BATCH examples fit one block (``layer1_in_halves``), training sums
+# Where mini-batches of at least ``halves_min_batch`` examples fit one block (``layer1_in_halves``), training sums
 # layer 1's weighted input in two halves of its inputs, on every path: H0 over k < h, H1 over k >= h (h =
 # ``input_split``), then z = x_scale (H0 + H1) + b (``add_halves``). The one-region epoch (below) gives each half
 # to a participant of its own, which then reads, prefetches and keeps in its core's cache only its half of every
 # input row. Cut by units instead, each core reads every row whole, half of it from the other core's cache: on 2
 # threads the book's network trained 1.05x faster with the halves at m = 16 and 1.14-1.18x at m = 32 in float64,
-# 1.11-1.39x at m = 32 in float32; on one thread 0.95-0.98x at m = 32. At m = 10, on 2 threads, halves trained
-# 0.95-1.01x as fast as units: the extra sums cost as much as the traffic they save.
-HALVES_MIN_BATCH = 16
+# 1.11-1.39x at m = 32 in float32; on one thread 0.95-0.98x at m = 32.
+# Below m = 16 it depends on the float type. On a 2-core Emerald Rapids Xeon (paired runs of both ways in one
+# process), on 2 threads float64 trained 1.09-1.13x faster by halves at m = 10 (1.10x on 8-bit inputs), 1.11x at
+# m = 12, 1.05x at m = 6, 1.00x at m = 4 and 0.92x at m = 2; on one thread 0.96-0.98x. float32 trained 0.98-1.03x
+# as fast at m = 10 on 2 threads, 0.90-0.95x on one. There, reading ten rows of random examples took a core
+# 4.4-5 us longer than reading ten cached ones, with or without prefetching them a mini-batch ahead: each core
+# reading only half of every row pays for the extra sums in float64.
+HALVES_MIN_BATCH = 16  # float32
+HALVES_MIN_BATCH_FLOAT64 = 6
+
+
+@njit(cache=True)
+def halves_min_batch(itemsize):
+    """The smallest mini-batch whose layer 1 training sums by halves of its inputs, for weights of ``itemsize``
+    bytes (see HALVES_MIN_BATCH)."""
+    return HALVES_MIN_BATCH_FLOAT64 if itemsize == 8 else HALVES_MIN_BATCH
 
 
 @njit(cache=True)
@@ -1034,10 +1047,10 @@ def layer1_fuses(W, m, m_next):
 
 @njit(cache=True)
 def layer1_in_halves(W, batch_size):
-    """Whether training sums layer 1's weighted input by halves of its inputs (see HALVES_MIN_BATCH): decided
+    """Whether training sums layer 1's weighted input by halves of its inputs (``halves_min_batch``): decided
     once per call of an epoch kernel, from the batch size (a mini-batch of batch_size fuses, then so does every
     smaller one), so that every path takes the same way for every mini-batch. W (n_1, n_0)."""
-    return batch_size >= HALVES_MIN_BATCH and layer1_fuses(W, batch_size, batch_size)
+    return batch_size >= halves_min_batch(W.itemsize) and layer1_fuses(W, batch_size, batch_size)
 
 
 @njit(cache=True)
