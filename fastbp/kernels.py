@@ -477,7 +477,7 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 
 # process), on 2 threads float64 trained 1.09-1.13x faster by halves at m = 10 (1.10x on 8-bit inputs), 1.11x at
 # m = 12, 1.05x at m = 6, 1.00x at m = 4 and 0.92x at m = 2; on one thread 0.96-0.98x. float32 trained 0.98-1.03x
 # as fast at m = 10 on 2 threads, 0.90-0.95x on one. There, reading ten rows of random examples took a core
-# 4.4-5 us longer than reading ten cached ones, with or without prefetching them a mini-batch ahead: each core
+# 4.0-4.4 us longer than reading ten cached ones, with or without prefetching them a mini-batch ahead: each core
 # reading only half of every row pays for the extra sums in float64.
 HALVES_MIN_BATCH = 16  # float32
 HALVES_MIN_BATCH_FLOAT64 = 6
