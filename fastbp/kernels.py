@@ -10,9 +10,8 @@ Conventions
   in place, never copied into batches. The inputs are ``x_scale * X``: X is float (x_scale = 1) or small
   unsigned integers such as pixels (x_scale = 1/255), scaled inside the kernels so that a data set can stay at
   one byte per input.
-* ``ws`` is the workspace: three parts (z, a, delta), each ``m_max`` rows of every layer's units, then two
-  ``(m_max, n_1)`` blocks for layer 1's half-sums (``first_layer_sums``); layer ``l``'s block of a part is
-  ``(m, n_l)``. ``workspace_length`` gives its size.
+* ``ws`` is the workspace: three parts (z, a, delta), each ``m_max`` rows of every layer's units; layer ``l``'s
+  block of a part is ``(m, n_l)``. ``workspace_length`` gives its size.
 * Outputs are passed in and filled; kernels neither validate nor allocate (beyond tiny index arrays).
 * Parallel loops run over groups of output units (or over examples where each owns its output row), so no two
   iterations write the same element, and each element is summed in a fixed order: results do not depend on
@@ -29,7 +28,7 @@ from numba import njit, prange
 from numba.core import cgutils
 from numba.core import types as nbtypes
 from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 
 from .activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
@@ -37,6 +36,8 @@ from .activations import unused_f as custom_f
 from .activations import unused_f_prime as custom_f_prime
 from .codegen import X86
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC
+from .transposed import (LANES, aligned_matrix, input_sums, padded_units, scaled_deltas, stage_rows,
+                         transposed_weights, untranspose, update_weights)
 
 # reassoc lets LLVM vectorise the dot-product reductions (x4 to x8 measured); contract lets it use FMA.
 # Neither changes results by more than a few ulps of each sum; tests hold them to the NumPy baseline.
@@ -130,13 +131,13 @@ def bias(theta, layout, l):
 @njit(cache=True)
 def workspace_length(layout, m_max):
     """The length of a workspace for batches of up to m_max rows."""
-    return m_max * (3 * (layout[-1, U_OFF] + layout[-1, N]) + 2 * layout[1, N])
+    return m_max * 3 * (layout[-1, U_OFF] + layout[-1, N])
 
 
 @njit(cache=True)
 def batch_capacity(ws, layout):
     """How many rows a batch in ``ws`` may have."""
-    return ws.shape[0] // (3 * (layout[-1, U_OFF] + layout[-1, N]) + 2 * layout[1, N])
+    return ws.shape[0] // (3 * (layout[-1, U_OFF] + layout[-1, N]))
 
 
 @njit(cache=True)
@@ -145,13 +146,6 @@ def block(ws, layout, l, part, m):
     m_max = batch_capacity(ws, layout)
     o = part * m_max * (layout[-1, U_OFF] + layout[-1, N]) + layout[l, U_OFF] * m_max
     return matrix_view(ws, o, m, layout[l, N])
-
-
-@njit(cache=True)
-def half_sums_block(ws, layout, c, m):
-    """The (m, n_1) block of layer 1's sums over half c (0 or 1) of its inputs (``first_layer_sums``)."""
-    m_max = batch_capacity(ws, layout)
-    return matrix_view(ws, m_max * (3 * (layout[-1, U_OFF] + layout[-1, N]) + c * layout[1, N]), m, layout[1, N])
 
 
 # ----------------------------------------------------------------------------- matrix-shaped kernels
@@ -362,7 +356,6 @@ def accumulate_bp34_units(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W
     """
     n_in = k1 - k0
     m = rows.shape[0]
-    s = W.dtype.type(scale)
     sw = W.dtype.type(scale * x_scale)  # == s when x_scale is 1
     for j in range(j_start, j_stop):
         _scale_row(row_piece(W, j, wk0, n_in), beta_w)
@@ -444,11 +437,20 @@ def accumulate_bp34_units(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W
             for k in range(n_in):
                 w[k] += d0 * a0[k]
                 v[k] += e0 * a0[k]
-    for j in range(j_start, j_stop if with_bias else j_start):  # BP3
-        total = W.dtype.type(0)
-        for x in range(m):
+    if with_bias:
+        bias_step(delta, scale, beta_b, b, j_start, j_stop)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def bias_step(delta, scale, beta_b, b, j_start, j_stop):
+    """BP3 summed over the batch: b[j] = beta_b b[j] + scale sum_x delta[x, j] for j_start <= j < j_stop (b[j] is
+    overwritten where beta_b is 0); delta (m, n_out), b (n_out,)."""
+    s = b.dtype.type(scale)
+    for j in range(j_start, j_stop):
+        total = b.dtype.type(0)
+        for x in range(delta.shape[0]):
             total += delta[x, j]
-        b[j] = s * total if beta_b == 0 else W.dtype.type(beta_b) * b[j] + s * total
+        b[j] = s * total if beta_b == 0 else b.dtype.type(beta_b) * b[j] + s * total
 
 
 def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, g_start, g_stop):
@@ -466,28 +468,25 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 
                                   min(4 * g + 4, n_out), np.int64(0), n_in, np.int64(0), np.bool_(True))
 
 
-# Where mini-batches of at least ``halves_min_batch`` examples fit one block (``layer1_in_halves``), training sums
-# layer 1's weighted input in two halves of its inputs, on every path: H0 over k < h, H1 over k >= h (h =
-# ``input_split``), then z = x_scale (H0 + H1) + b (``add_halves``). The one-region epoch (below) gives each half
-# to a participant of its own, which then reads, prefetches and keeps in its core's cache only its half of every
-# input row. Cut by units instead, each core reads every row whole, half of it from the other core's cache: on 2
-# threads the book's network trained 1.05x faster with the halves at m = 16 and 1.14-1.18x at m = 32 in float64,
-# 1.11-1.39x at m = 32 in float32; on one thread 0.95-0.98x at m = 32.
-# Below m = 16 it depends on the float type. On a 2-core Emerald Rapids Xeon (paired runs of both ways in one
-# process), on 2 threads float64 trained 1.09-1.13x faster by halves at m = 10 (1.10x on 8-bit inputs), 1.11x at
-# m = 12, 1.05x at m = 6, 1.00x at m = 4 and 0.92x at m = 2; on one thread 0.96-0.98x. float32 trained 0.98-1.03x
-# as fast at m = 10 on 2 threads, 0.90-0.95x on one. There, reading ten rows of random examples took a core
-# 4.0-4.4 us longer than reading ten cached ones, with or without prefetching them a mini-batch ahead: each core
-# reading only half of every row pays for the extra sums in float64.
-HALVES_MIN_BATCH = 16  # float32
-HALVES_MIN_BATCH_FLOAT64 = 6
+# Where mini-batches of at least ``transposed_min_batch`` examples fit one block (``layer1_transposed``), training
+# keeps layer 1's weights transposed (``transposed``) for the length of an epoch call, on every path, and sums
+# its weighted input in two halves of its inputs: H0 over k < h, H1 over k >= h (h = ``input_split``), then
+# z = x_scale (H0 + H1) + b (``add_halves``). The one-region epoch (below) gives each half to a participant of its
+# own, which then reads, prefetches and keeps in its core's cache only its half of every input row. Cut by units
+# instead, each core reads every row whole, half of it from the other core's cache: on 2 threads the book's
+# network trained 1.05x faster with the halves at m = 16 and 1.14-1.18x at m = 32 in float64, 1.11-1.39x at
+# m = 32 in float32; on one thread 0.95-0.98x at m = 32 (row-major kernels). There, reading ten rows of random
+# examples took a core 4.0-4.4 us longer than reading ten cached ones, with or without prefetching them a
+# mini-batch ahead: each core reading only half of every row pays for the extra sums.
+TRANSPOSED_MIN_BATCH = 16  # float32
+TRANSPOSED_MIN_BATCH_FLOAT64 = 6
 
 
 @njit(cache=True)
-def halves_min_batch(itemsize):
-    """The smallest mini-batch whose layer 1 training sums by halves of its inputs, for weights of ``itemsize``
-    bytes (see HALVES_MIN_BATCH)."""
-    return HALVES_MIN_BATCH_FLOAT64 if itemsize == 8 else HALVES_MIN_BATCH
+def transposed_min_batch(itemsize):
+    """The smallest mini-batch whose layer 1 trains transposed, for weights of ``itemsize`` bytes (see
+    TRANSPOSED_MIN_BATCH)."""
+    return TRANSPOSED_MIN_BATCH_FLOAT64 if itemsize == 8 else TRANSPOSED_MIN_BATCH
 
 
 @njit(cache=True)
@@ -501,8 +500,8 @@ def input_split(n_in, itemsize):
 
 @njit(cache=True)
 def add_halves(H0, H1, x_scale, b, Z):
-    """Layer 1's z from its two half-sums: Z = x_scale (H0 + H1) + b; H0, H1, Z (m, n_1), b (n_1,). Without
-    fast-math, so that these roundings are the same wherever it is inlined."""
+    """Layer 1's z from its two half-sums: Z = x_scale (H0 + H1) + b; H0, H1 (m, >= n_1), Z (m, n_1), b (n_1,).
+    Without fast-math, so that these roundings are the same wherever it is inlined."""
     xs = Z.dtype.type(x_scale)
     for x in range(Z.shape[0]):
         for j in range(Z.shape[1]):
@@ -510,53 +509,140 @@ def add_halves(H0, H1, x_scale, b, Z):
 
 
 @njit(cache=True)
-def first_layer_sums(W, b, X, rows, H0, H1, g_start, g_stop):
-    """Layer 1's two half-sums (``partial_input_units``) for the batch X[rows], which fits one block of examples,
-    and the units of groups g_start .. g_stop-1 of four: H0 over inputs k < h, H1 over the others.
-    W (n_1, n_0), b (n_1,) (not used), X (n, n_0), rows (m,), H0, H1 (m, n_1) output."""
-    n_out, n_in = W.shape
-    h = input_split(n_in, X.itemsize)
-    for g in range(g_start, g_stop):
-        j0, j1 = 4 * g, min(4 * g + 4, n_out)
-        for c in range(2):
-            k0, k1 = (np.int64(0), h) if c == 0 else (h, n_in)
-            partial_input_units(W, b, X, 1.0, rows, H0 if c == 0 else H1, j0, j1, k0, k1, k0, np.bool_(False))
+def add_transposed_halves(T, x_scale, b, Z, x0, x1):
+    """Rows x0 .. x1-1 of layer 1's z from the half-sums in its transposed state T (``transposed``): Z (m, n_1)."""
+    H, n = T[1], Z.shape[1]
+    m_cap = H.shape[0] // 2
+    add_halves(H[x0:x1, :n], H[m_cap + x0:m_cap + x1, :n], x_scale, b, Z[x0:x1])
+
+
+def batch_inputs(X, rows, S, ident):
+    """(A, rows') such that A[rows'[x]] holds the inputs X[rows[x]] in the weights' float type: X and rows
+    themselves where X has that type, else the float copy S (m, n_0) (``stage_rows``) and ident[:m]."""
+
+
+@overload(batch_inputs)
+def _batch_inputs(X, rows, S, ident):
+    if X.dtype == S.dtype:
+        return lambda X, rows, S, ident: (X, rows)
+    return lambda X, rows, S, ident: (S, ident[:rows.shape[0]])
+
+
+def stages_inputs(X, W):
+    """Whether layer 1 trains on float copies of its inputs (``stage_rows``): where X's type is not W's."""
+
+
+@overload(stages_inputs)
+def _stages_inputs(X, W):
+    staged = X.dtype != W.dtype
+    return lambda X, W: staged
 
 
 @njit(cache=True)
-def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, H0, H1, rows_ahead, g,
-                             n_groups, in_halves):
+def transposed(W, X, m, n_parts):
+    """Layer 1's state while it trains transposed, for mini-batches of up to m examples in n_parts shares:
+    (WT, H, D, S), each starting a cache line:
+    WT (n_0, n_pad) its weights (``transposed_weights``); H (2 m, n_pad) the sums over each half of the inputs
+    (half c in rows c m ..); D (n_parts m, n_pad) each share's scaled deltas; S (2 n_parts m, n_0') each share's
+    float copies of two mini-batches' inputs (mini-batch t in rows (2 r + t % 2) m ..; n_0' = n_0 rounded up to a
+    cache line) where the inputs are not of W's type (``stages_inputs``), else S has no rows."""
+    n_pad, n_in = padded_units(W.shape[0]), W.shape[1]
+    per_line = max(1, 64 // W.itemsize)
+    n_rows_s = 2 * n_parts * m if stages_inputs(X, W) else 0
+    return (transposed_weights(W), aligned_matrix(2 * m, n_pad, W), aligned_matrix(n_parts * m, n_pad, W),
+            aligned_matrix(n_rows_s, (n_in + per_line - 1) // per_line * per_line, W))
+
+
+@njit(cache=True)
+def no_transposed(W):
+    """A state of ``transposed``'s types with nothing in it, for paths that keep W as it is."""
+    return (np.empty((0, 0), W.dtype), np.empty((0, 0), W.dtype), np.empty((0, 0), W.dtype),
+            np.empty((0, 0), W.dtype))
+
+
+@njit(cache=True)
+def transposed_cells(WT):
+    """How many cells layer 1's transposed step has: (half of the inputs, LANES units), half-major."""
+    return 2 * (WT.shape[1] // LANES)
+
+
+@njit(cache=True)
+def transposed_first_sums(T, X, rows, batch, n_parts):
+    """The half-sums of layer 1 (state T, ``transposed``) for mini-batch ``batch``, X[rows], before its first
+    step: every share's float copy of those inputs (where it keeps one), then every cell's sums."""
+    WT, H, D, S = T
+    m_cap = H.shape[0] // 2
+    m, n_in, n_chunks = rows.shape[0], WT.shape[0], WT.shape[1] // LANES
+    ident = np.arange(m)
+    if S.shape[0] > 0:
+        for r in range(n_parts):
+            stage_rows(X, rows, 0, n_in, S[(2 * r + batch % 2) * m_cap:(2 * r + batch % 2) * m_cap + m])
+    o = (batch % 2) * m_cap
+    A, A_rows = batch_inputs(X, rows, S[o:o + m], ident)
+    h = input_split(n_in, X.itemsize)
+    for cell in range(transposed_cells(WT)):
+        c, u = cell // n_chunks, cell % n_chunks
+        input_sums(WT, A, A_rows, H[c * m_cap:c * m_cap + m], 0 if c == 0 else h, h if c == 0 else n_in, u * LANES)
+
+
+@njit(cache=True)
+def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, rows_ahead, batch, ident, r, n_parts):
+    """Share r of n_parts of layer 1's step on its transposed state T (``transposed``): the cells (half c, units
+    u .. u + LANES - 1) c-major, cut evenly. Each cell asks for its part of its half of the inputs X[rows_ahead],
+    updates its weights for the batch X[rows] (BP4; BP3 with the first half), then sums its units over its half of
+    the inputs X[rows_next] into H, where its share first makes its float copy of those inputs (where it keeps
+    one). b (n_1,), delta (m, n_1) layer 1's; ident = arange(>= m)."""
+    WT, H, D, S = T
+    m_cap, n_in, n_chunks = H.shape[0] // 2, WT.shape[0], WT.shape[1] // LANES
+    m, m_next, n_out = rows.shape[0], rows_next.shape[0], b.shape[0]
+    n_cells = transposed_cells(WT)
+    c_lo, c_hi = r * n_cells // n_parts, (r + 1) * n_cells // n_parts
+    if c_lo >= c_hi:
+        return
+    h = input_split(n_in, X.itemsize)
+    Dr = D[r * m_cap:r * m_cap + m]
+    scaled_deltas(delta, scale * x_scale, Dr)
+    cur, nxt = (2 * r + batch % 2) * m_cap, (2 * r + (batch + 1) % 2) * m_cap
+    A, A_rows = batch_inputs(X, rows, S[cur:cur + m], ident)
+    A_next, A_next_rows = batch_inputs(X, rows_next, S[nxt:nxt + m_next], ident)
+    for cell in range(c_lo, c_hi):
+        c, u = cell // n_chunks, cell % n_chunks
+        k0, k1 = (0, h) if c == 0 else (h, n_in)
+        prefetch_share(X, rows_ahead, k0, k1, u, n_chunks)
+        update_weights(WT, A, A_rows, Dr, k0, k1, u * LANES, beta_w)
+        if c == 0:
+            bias_step(delta, scale, 1.0, b, u * LANES, min(n_out, (u + 1) * LANES))
+        if S.shape[0] > 0 and (cell == c_lo or u == 0):
+            stage_rows(X, rows_next, k0, k1, S[nxt:nxt + m_next])
+        input_sums(WT, A_next, A_next_rows, H[c * m_cap:c * m_cap + m_next], k0, k1, u * LANES)
+
+
+@njit(cache=True)
+def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, n_groups):
     """Group g of n_groups (units 4g .. 4g+3) of ``_update_and_forward_layer1``; it also asks for its part of the
-    inputs X[rows_ahead]. BP4 runs over whole rows, which gives each weight the bits it gets half by half
-    (``_update_and_forward_halves``), 1.1x (float64) to 1.6x (float32) faster than by halves on one core."""
+    inputs X[rows_ahead]."""
     n_in = W.shape[1]
     j0, j1 = 4 * g, min(4 * g + 4, W.shape[0])
     prefetch_share(X, rows_ahead, 0, n_in, g, n_groups)
     zero = np.int64(0)  # int64 and bool, not literal constants: Numba compiles a callee once per literal value
     accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, j0, j1, zero, n_in, zero, np.bool_(True))
-    if in_halves:
-        first_layer_sums(W, b, X, rows_next, H0, H1, g, g + 1)
-    else:
-        partial_input_units(W, b, X, x_scale, rows_next, Z, j0, j1, zero, n_in, zero, np.bool_(True))
+    partial_input_units(W, b, X, x_scale, rows_next, Z, j0, j1, zero, n_in, zero, np.bool_(True))
 
 
-def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, H0, H1, rows_ahead,
-                               in_halves):
+def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead):
     """Layer 1's SGD update for this batch fused with its weighted input for the next one:
 
     W[J] = beta_w W[J] + scale sum_x delta[x, J] (x_scale X[rows[x]])^T, b[J] += scale sum_x delta[x, J]
     Z[:, J] = W[J] (x_scale X[rows_next])^T + b[J]                                    (BP3, BP4; eq. 25)
 
-    W (n_1, n_0), b (n_1,), X (n, n_0), rows (m,), delta (m, n_1), rows_next (m'), Z (m', n_1) output; or
-    with ``in_halves`` the half-sums H0, H1 (m', n_1) instead of Z (``add_halves`` turns them into z). Both
+    W (n_1, n_0), b (n_1,), X (n, n_0), rows (m,), delta (m, n_1), rows_next (m'), Z (m', n_1) output. Both
     batches fit one block of examples (``example_block``). A group of four units J is read and written only by
     the iteration that owns it, so one parallel region covers layer 1's update and its next forward pass, and
     meanwhile asks for the inputs X[rows_ahead] of the batch after next.
     """
     n_groups = unit_groups(W)
     for g in prange(n_groups):
-        update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, H0, H1, rows_ahead, g,
-                                 n_groups, in_halves)
+        update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead, g, n_groups)
 
 
 def _backpropagate(W_next, delta_next, delta):
@@ -919,10 +1005,9 @@ def layer_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, n_par_
 
 
 @njit(cache=True)
-def feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, first_layer=1, last_layer=-1, in_halves=False):
+def feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, first_layer=1, last_layer=-1):
     """Eq. 25 through layers first_layer .. last_layer (-1: L) for the batch X[rows]; fills the z and a blocks
-    of ``ws`` (from first_layer = 2 on, layer 1's a block must already hold the batch's activations). Layer 1
-    by its half-sums with ``in_halves`` (``layer1_in_halves``).
+    of ``ws`` (from first_layer = 2 on, layer 1's a block must already hold the batch's activations).
 
     X (n, n_0) inputs x_scale * X, rows (m,) int64. Layers whose m*n_in*n_out reaches n_par_min run in parallel.
     """
@@ -932,11 +1017,7 @@ def feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, first_layer=1, l
     for l in range(first_layer, stop):
         W, b = weight(theta, layout, l), bias(theta, layout, l)
         Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
-        if l == 1 and in_halves:
-            H0, H1 = half_sums_block(ws, layout, 0, m), half_sums_block(ws, layout, 1, m)
-            first_layer_sums(W, b, X, rows, H0, H1, 0, unit_groups(W))
-            add_halves(H0, H1, x_scale, b, Z)
-        elif l == 1:
+        if l == 1:
             layer_forward(W, b, X, x_scale, rows, Z, n_par_min)
         else:
             layer_forward(W, b, block(ws, layout, l - 1, A_PART, m), 1.0, ident, Z, n_par_min)
@@ -1046,33 +1127,33 @@ def layer1_fuses(W, m, m_next):
 
 
 @njit(cache=True)
-def layer1_in_halves(W, batch_size):
-    """Whether training sums layer 1's weighted input by halves of its inputs (``halves_min_batch``): decided
-    once per call of an epoch kernel, from the batch size (a mini-batch of batch_size fuses, then so does every
-    smaller one), so that every path takes the same way for every mini-batch. W (n_1, n_0)."""
-    return batch_size >= halves_min_batch(W.itemsize) and layer1_fuses(W, batch_size, batch_size)
+def layer1_transposed(W, batch_size):
+    """Whether training keeps layer 1 transposed (``transposed_min_batch``): decided once per call of an epoch
+    kernel, from the batch size (a mini-batch of batch_size fuses, then so does every smaller one), so that every
+    path takes the same way for every mini-batch. W (n_1, n_0)."""
+    return batch_size >= transposed_min_batch(W.itemsize) and layer1_fuses(W, batch_size, batch_size)
 
 
 @njit(cache=True)
 def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w, rows_next, rows_ahead,
-                              n_par_min, in_halves):
+                              n_par_min, T, batch):
     """Layer 1's SGD step for the batch X[rows] (its deltas in ``ws``), then its feedforward for X[rows_next]
-    into the z and a blocks of ``ws`` (by half-sums with ``in_halves``); rows_next may be empty. Fused into one
-    pass when both batches fit one block of examples, else the two steps one after the other."""
+    into the z and a blocks of ``ws``; rows_next may be empty. On its transposed state T where it has one
+    (``transposed``; mini-batch ``batch``), else fused into one pass when both batches fit one block of examples,
+    else the two steps one after the other."""
     m, m_next = rows.shape[0], rows_next.shape[0]
     W, b = weight(theta, layout, 1), bias(theta, layout, 1)
     delta = block(ws, layout, 1, DELTA_PART, m)
     Z, A = block(ws, layout, 1, Z_PART, m_next), block(ws, layout, 1, A_PART, m_next)
-    H0, H1 = half_sums_block(ws, layout, 0, m_next), half_sums_block(ws, layout, 1, m_next)
-    if layer1_fuses(W, m, m_next):
+    if T[0].size > 0:
+        transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, rows_ahead, batch,
+                        np.arange(max(m, m_next)), 0, 1)
+        add_transposed_halves(T, x_scale, b, Z, 0, m_next)
+    elif layer1_fuses(W, m, m_next):
         if max(m, m_next) * W.size >= n_par_min:
-            update_and_forward_layer1_par(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, H0, H1,
-                                          rows_ahead, in_halves)
+            update_and_forward_layer1_par(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead)
         else:
-            update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, H0, H1,
-                                      rows_ahead, in_halves)
-        if in_halves:
-            add_halves(H0, H1, x_scale, b, Z)
+            update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead)
     else:
         layer_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, n_par_min)
         layer_forward(W, b, X, x_scale, rows_next, Z, n_par_min)
@@ -1084,13 +1165,13 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
 # Opening and closing a Numba parallel region costs 1.4-3.6 us on a 2-core AMD EPYC (measured empty), about
 # as much as the serial work of a book-sized mini-batch above layer 1. A plain-SGD epoch can therefore run as
 # one region of P participants that meet at two barriers per mini-batch (0.1 us for both, measured):
-#   stage 1, by examples: layer 1's activation (and first its z from its half-sums, ``layer1_in_halves``), eq. 25
+#   stage 1, by examples: layer 1's activation (and first its z from its half-sums, ``layer1_transposed``), eq. 25
 #            through the layers above, BP1 and BP2 for a share of the mini-batch's examples (each example is
 #            independent of the others);
 #   stage 2, by units: BP3/BP4 updates a share of every layer's units, and layer 1's share computes its
 #            weighted input for the next mini-batch, at the same time (``_update_and_forward_layer1``) where
 #            both mini-batches fit one block of examples, else after the update; by halves of layer 1's inputs
-#            first, then by units, where it sums in halves (``_update_and_forward_halves``).
+#            first, then by units, where it trains transposed (``transposed_step``).
 # Stage 2's shares are whole groups of four units, as the other kernels compute them; stage 1's are even cuts of
 # the examples, whose values the kernels compute the same way however they pair them (``partial_input_units``,
 # ``_backpropagate``). So the bits do not depend on the thread count.
@@ -1198,83 +1279,10 @@ def one_region_applies(opt, layout, batch_size, n_par_min, n_threads):
 
 
 @njit(cache=True)
-def second_half_start(n_out, h, itemsize):
-    """Where the second half starts in ``split_weights``' copy: after the first (n_out, h), on a cache line."""
-    per_line = max(1, 64 // itemsize)
-    return (n_out * h + per_line - 1) // per_line * per_line
-
-
-@njit(cache=True)
-def weight_half(halves, n_out, n_in, h, c):
-    """Half c (0: inputs k < h, 1: the others) of layer 1's weights (n_out, n_in) in ``split_weights``' copy."""
-    if c == 0:
-        return matrix_view(halves, 0, n_out, h)
-    return matrix_view(halves, second_half_start(n_out, h, halves.itemsize), n_out, n_in - h)
-
-
-@njit(cache=True)
-def split_weights(W, h):
-    """A copy of W (n_out, n_in) as its two halves (``weight_half``), each a matrix of its own that starts on a
-    cache line. Layer 1's weights live there while one parallel region trains: written in place, the two halves
-    of every row sit side by side, and two cores writing one half each ran at half the speed (30 rows of 784
-    float64, 2.05 against 1.09-1.16 us a sweep; 1.22 with the halves apart), as each core's prefetchers fetch
-    lines across the border."""
-    n_out, n_in = W.shape
-    size = second_half_start(n_out, h, W.itemsize) + n_out * (n_in - h)
-    buf = np.empty(size + max(1, 64 // W.itemsize), W.dtype)
-    skip = (-buf.ctypes.data) % 64 // W.itemsize
-    halves = buf[skip:skip + size]
-    copy_halves(W, halves, h, True)
-    return halves
-
-
-@njit(cache=True)
-def join_weights(halves, W, h):
-    """W = the weights in ``split_weights``' copy ``halves``."""
-    copy_halves(W, halves, h, False)
-
-
-@njit(cache=True)
-def copy_halves(W, halves, h, to_halves):
-    """Copy W (n_out, n_in) into ``split_weights``' copy ``halves`` or back. (Loops: slice assignments took
-    seconds to compile.)"""
-    n_out, n_in = W.shape
-    for c in range(2):
-        half = weight_half(halves, n_out, n_in, h, c)
-        k0 = 0 if c == 0 else h
-        for j in range(n_out):
-            for k in range(half.shape[1]):
-                if to_halves:
-                    half[j, k] = W[j, k0 + k]
-                else:
-                    W[j, k0 + k] = half[j, k]
-
-
-@njit(cache=True)
-def _update_and_forward_halves(halves, W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, H0, H1,
-                               rows_ahead, r, n_parts):
-    """Share r of n_parts of layer 1's fused update and half-sums (``_update_and_forward_layer1``) with its
-    weights in ``split_weights``' copy ``halves``: the cells (half c, group g of four units), c-major, cut
-    evenly, so that each of two participants takes one half of the inputs for all units. Each cell asks for its
-    part of its half of the inputs X[rows_ahead], then updates (BP4; BP3 with the first half) and sums its units
-    over its inputs. W (n_1, n_0) only gives the shape."""
-    n_out, n_in = W.shape
-    h = input_split(n_in, X.itemsize)
-    n_groups = unit_groups(W)
-    for cell in range(r * 2 * n_groups // n_parts, (r + 1) * 2 * n_groups // n_parts):
-        c, g = cell // n_groups, cell % n_groups
-        k0, k1 = (0, h) if c == 0 else (h, n_in)
-        prefetch_share(X, rows_ahead, k0, k1, g, n_groups)
-        Wc, j0, j1, zero = weight_half(halves, n_out, n_in, h, c), 4 * g, min(4 * g + 4, n_out), np.int64(0)
-        accumulate_bp34_units(delta, X, x_scale, rows, scale, beta_w, 1.0, Wc, b, j0, j1, k0, k1, zero, c == 0)
-        partial_input_units(Wc, b, X, 1.0, rows_next, H0 if c == 0 else H1, j0, j1, k0, k1, zero, np.bool_(False))
-
-
-@njit(cache=True)
-def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_parts, x_scale, in_halves):
-    """Stage 1 for share r of n_parts (examples, cut evenly): layer 1's activation (its z is in ``ws``, or with
-    ``in_halves`` its half-sums), eq. 25 through layers 2 .. L, BP1 and BP2 down to layer 1, for those rows of
-    the ws blocks."""
+def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_parts, x_scale, T):
+    """Stage 1 for share r of n_parts (examples, cut evenly): layer 1's activation (its z is in ``ws``, or its
+    half-sums in its transposed state T where it has one), eq. 25 through layers 2 .. L, BP1 and BP2 down to
+    layer 1, for those rows of the ws blocks."""
     m = rows.shape[0]
     x0, x1 = r * m // n_parts, (r + 1) * m // n_parts
     if x0 >= x1:
@@ -1286,9 +1294,8 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
             W = weight(theta, layout, l)
             weighted_input(W, bias(theta, layout, l), block(ws, layout, l - 1, A_PART, m), 1.0, ident[x0:x1],
                            Z[x0:x1], 0, unit_groups(W))
-        elif in_halves:
-            add_halves(half_sums_block(ws, layout, 0, m)[x0:x1], half_sums_block(ws, layout, 1, m)[x0:x1], x_scale,
-                       bias(theta, layout, 1), Z[x0:x1])
+        elif T[0].size > 0:
+            add_transposed_halves(T, x_scale, bias(theta, layout, 1), Z, x0, x1)
         activate(layout[l, ACT], Z[x0:x1], A[x0:x1])
     output_delta(layout[L, ACT], cost_code, Z[x0:x1], A[x0:x1], Y, rows[x0:x1],
                  block(ws, layout, L, DELTA_PART, m)[x0:x1])  # Z, A: layer L's blocks
@@ -1300,15 +1307,14 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
 
 
 @njit(cache=True)
-def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, rows_next, rows_ahead, r, n_parts,
-                  halves):
+def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, rows_next, rows_ahead, batch, r,
+                  n_parts, T):
     """Stage 2 for share r of n_parts (groups of four units of each layer, cut evenly): the SGD update (BP3,
     BP4) of those units, and for layer 1's also their weighted input for the batch X[rows_next], fused as in
-    ``update_layer1_and_forward`` where both batches fit one block of examples; fused and cut by halves of the
-    inputs (``_update_and_forward_halves``) where layer 1's weights are in ``halves`` (else it is empty)."""
+    ``update_layer1_and_forward`` where both batches fit one block of examples; on layer 1's transposed state T
+    (``transposed_step``'s cells) where it has one."""
     m, m_next = rows.shape[0], rows_next.shape[0]
     Z_next = block(ws, layout, 1, Z_PART, m_next)
-    H0, H1 = half_sums_block(ws, layout, 0, m_next), half_sums_block(ws, layout, 1, m_next)
     for l in range(1, layout.shape[0]):
         W, b = weight(theta, layout, l), bias(theta, layout, l)
         delta = block(ws, layout, l, DELTA_PART, m)
@@ -1317,13 +1323,13 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
         if l > 1:
             accumulate_bp34(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident[:m], scale, beta_w, 1.0, W, b,
                             g0, g1)
-        elif halves.size > 0:
-            _update_and_forward_halves(halves, W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, H0, H1,
-                                       rows_ahead, r, n_parts)
+        elif T[0].size > 0:
+            transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, rows_ahead, batch, ident, r,
+                            n_parts)
         elif layer1_fuses(W, m, m_next):
             for g in range(g0, g1):
-                update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next, H0, H1,
-                                         rows_ahead, g, n_groups, False)
+                update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next,
+                                         rows_ahead, g, n_groups)
         else:
             accumulate_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, g0, g1)
             weighted_input(W, b, X, x_scale, rows_next, Z_next, g0, g1)
@@ -1331,12 +1337,13 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
 
 @njit(cache=True)
 def _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch,
-                 stop_batch, hyper, ws, halves, ident):
+                 stop_batch, hyper, ws, T, ident):
     """Participant p's part of ``train_batches_shared``: each stage, its own share first, then those of
     participants not started yet, then the barrier."""
-    counters, theta, layout, X, Y, order, hyper, ws, halves, ident = (
+    counters, theta, layout, X, Y, order, hyper, ws, ident = (
         unowned(counters), unowned(theta), unowned(layout), unowned(X), unowned(Y), unowned(order), unowned(hyper),
-        unowned(ws), unowned(halves), unowned(ident))
+        unowned(ws), unowned(ident))
+    T = (unowned(T[0]), unowned(T[1]), unowned(T[2]), unowned(T[3]))
     _atomic_add(counters, _LINE * (1 + p), 1)
     stage = 0
     for batch in range(first_batch, stop_batch):
@@ -1346,8 +1353,7 @@ def _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, 
         for k in range(n_parts):
             r = (p + k) % n_parts
             if _claim(counters, n_parts, p, r, stage):
-                _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_parts, x_scale,
-                                        halves.size > 0)
+                _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_parts, x_scale, T)
                 done += 1
         stage += 1
         _barrier(counters, done, n_parts * stage)
@@ -1356,27 +1362,43 @@ def _participant(p, n_parts, counters, theta, layout, cost_code, X, x_scale, Y, 
         for k in range(n_parts):
             r = (p + k) % n_parts
             if _claim(counters, n_parts, p, r, stage):
-                _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, rows_next, rows_ahead, r,
-                              n_parts, halves)
+                _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, rows_next, rows_ahead, batch,
+                              r, n_parts, T)
                 done += 1
         stage += 1
         _barrier(counters, done, n_parts * stage)
 
 
 def _train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
-                          hyper, ws, n_parts, halves):
+                          hyper, ws, n_parts, T):
     """Plain SGD over mini-batches first_batch .. stop_batch-1 (as ``train_epoch``) in one parallel region of
-    n_parts participants; layer 1's z for the first of them must be in ``ws`` already, or its half-sums and its
-    weights in ``halves`` (``split_weights``) where it sums in halves (else halves is empty). Same results, bit
-    for bit, as ``train_epoch``'s other path, for any n_parts and any number of threads."""
+    n_parts participants; layer 1's z for the first of them must be in ``ws`` already, or its half-sums in its
+    transposed state T where it has one (``transposed``, for n_parts shares). Same results, bit for bit, as
+    ``train_epoch``'s other path, for any n_parts and any number of threads."""
     counters = np.zeros(_LINE * (1 + 2 * n_parts), np.int64)
     ident = np.arange(min(batch_size, order.shape[0]))  # a batch never has more rows than the order
     for p in prange(n_parts):
         _participant(np.int64(p), n_parts, counters, theta, layout, cost_code, X, x_scale, Y, order, batch_size,
-                     first_batch, stop_batch, hyper, ws, halves, ident)
+                     first_batch, stop_batch, hyper, ws, T, ident)
 
 
 train_batches_shared = njit(cache=True, parallel=True)(_train_batches_shared)
+
+
+@njit(cache=True)
+def layer1_state(theta, layout, X, x_scale, order, batch_size, first_batch, stop_batch, ws, n_parts, n_par_min,
+                 transposes):
+    """Before mini-batch first_batch of an epoch call: layer 1's transposed state (``transposed``) where
+    ``transposes``, with the half-sums of that mini-batch, else an empty one and that mini-batch's z in ``ws``."""
+    rows = batch_rows(order, batch_size, first_batch, stop_batch)[0]
+    m = rows.shape[0]
+    W, b = weight(theta, layout, 1), bias(theta, layout, 1)
+    if not transposes:
+        layer_forward(W, b, X, x_scale, rows, block(ws, layout, 1, Z_PART, m), n_par_min)
+        return no_transposed(W)
+    T = transposed(W, X, min(batch_size, order.shape[0]), n_parts)
+    transposed_first_sums(T, X, rows, first_batch, n_parts)
+    return T
 
 
 @njit(cache=True)
@@ -1387,22 +1409,13 @@ def train_epoch_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_siz
     so that a process that does not use it never compiles it (it adds about a third to the cold compile)."""
     if first_batch >= stop_batch:
         return
-    rows = batch_rows(order, batch_size, first_batch, stop_batch)[0]
-    m = rows.shape[0]
     W = weight(theta, layout, 1)
-    h = input_split(W.shape[1], X.itemsize)
-    in_halves = layer1_in_halves(W, min(batch_size, order.shape[0]))
-    if in_halves:
-        first_layer_sums(W, bias(theta, layout, 1), X, rows, half_sums_block(ws, layout, 0, m),
-                         half_sums_block(ws, layout, 1, m), 0, unit_groups(W))
-        halves = split_weights(W, h)
-    else:
-        layer_forward(W, bias(theta, layout, 1), X, x_scale, rows, block(ws, layout, 1, Z_PART, m), n_par_min)
-        halves = np.empty(0, W.dtype)
+    T = layer1_state(theta, layout, X, x_scale, order, batch_size, first_batch, stop_batch, ws, n_threads,
+                     n_par_min, layer1_transposed(W, min(batch_size, order.shape[0])))
     train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
-                         hyper, ws, n_threads, halves)
-    if in_halves:
-        join_weights(halves, W, h)
+                         hyper, ws, n_threads, T)
+    if T[0].size > 0:
+        untranspose(T[0], W)
 
 
 @njit(cache=True)
@@ -1431,10 +1444,15 @@ def train_epoch(theta, layout, cost_code, X, x_scale, Y, order, batch_size, firs
         unowned(theta), unowned(layout), unowned(X), unowned(Y), unowned(order), unowned(hyper), unowned(grad),
         unowned(state), unowned(ws))
     fused = fuses_layer1(opt, layout)
-    in_halves = fused and layer1_in_halves(weight(theta, layout, 1), min(batch_size, order.shape[0]))
+    W = weight(theta, layout, 1)
+    T = no_transposed(W)
     if fused and first_batch < stop_batch:
-        feedforward(theta, layout, X, x_scale, batch_rows(order, batch_size, first_batch, stop_batch)[0], ws,
-                    n_par_min, 1, 1, in_halves)
+        T = layer1_state(theta, layout, X, x_scale, order, batch_size, first_batch, stop_batch, ws, 1, n_par_min,
+                         layer1_transposed(W, min(batch_size, order.shape[0])))
+        m = min(batch_size, order.shape[0] - first_batch * batch_size)
+        if T[0].size > 0:
+            add_transposed_halves(T, x_scale, bias(theta, layout, 1), block(ws, layout, 1, Z_PART, m), 0, m)
+        activate_block(layout[1, ACT], block(ws, layout, 1, Z_PART, m), block(ws, layout, 1, A_PART, m), n_par_min)
     for batch in range(first_batch, stop_batch):
         rows, rows_next, rows_ahead = batch_rows(order, batch_size, batch, stop_batch)
         prefetch_targets(Y, rows_next, 0, 1)
@@ -1445,13 +1463,15 @@ def train_epoch(theta, layout, cost_code, X, x_scale, Y, order, batch_size, firs
             scale, beta_w = -hyper[ETA] / m, 1.0 - hyper[ETA] * hyper[L2]
             add_gradient(theta, layout, X, x_scale, rows, ws, scale, beta_w, 1.0, n_par_min, 2)
             update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w, rows_next, rows_ahead,
-                                      n_par_min, in_halves)
+                                      n_par_min, T, batch)
         elif opt == SGD:
             add_gradient(theta, layout, X, x_scale, rows, ws, -hyper[ETA] / m, 1.0 - hyper[ETA] * hyper[L2], 1.0,
                          n_par_min)
         else:
             add_gradient(grad, layout, X, x_scale, rows, ws, 1.0 / m, 0.0, 0.0, n_par_min)
             optimizer_step(opt, theta, grad, state, hyper, layout)
+    if T[0].size > 0:
+        untranspose(T[0], W)
 
 
 @njit(cache=True)

@@ -213,15 +213,12 @@ def test_weight_and_workspace_views_alias_the_flat_buffers(rng, dtype):
         view[0, 0] += 1  # writes reach the model's parameters
         assert w[0, 0] == view[0, 0]
     m_max, units = 4, 5 + 3
-    ws = rng.random(3 * m_max * units + 2 * m_max * 5).astype(dtype)  # three parts, then layer 1's half-sums
+    ws = rng.random(3 * m_max * units).astype(dtype)  # three parts
     assert kernels.workspace_length(layout, m_max) == ws.size and kernels.batch_capacity(ws, layout) == m_max
     for l, n in ((1, 5), (2, 3)):
         for part in (kernels.Z_PART, kernels.A_PART, kernels.DELTA_PART):
             o = part * m_max * units + layout[l, kernels.U_OFF] * m_max
             np.testing.assert_array_equal(kernels.block(ws, layout, l, part, 3), ws[o:o + 3 * n].reshape(3, n))
-    for c in (0, 1):
-        o = 3 * m_max * units + c * m_max * 5
-        np.testing.assert_array_equal(kernels.half_sums_block(ws, layout, c, 3), ws[o:o + 3 * 5].reshape(3, 5))
 
 
 def test_unowned_views_read_and_write_the_same_memory(rng):

@@ -53,8 +53,10 @@ ONE_REGION_CASES = [
     ([12, 6, 5], ["tanh", "softmax"], "log-likelihood", 4, 30, False),
     ([16, 8, 4], ["relu", "sigmoid"], "cross-entropy", 6, 40, True),
     ([10, 5, 3], "custom", "quadratic", 5, 23, False),
-    ([40, 9, 7, 3], "sigmoid", "quadratic", 17, 60, False),  # layer 1 in halves (kernels.layer1_in_halves)
+    ([40, 9, 7, 3], "sigmoid", "quadratic", 17, 60, False),  # layer 1 transposed (kernels.layer1_transposed)
     ([50, 12, 4], ["relu", "sigmoid"], "cross-entropy", 16, 50, True),  # the same with 8-bit inputs
+    ([64, 70, 5], "sigmoid", "quadratic", 16, 45, True),  # 6 cells of units x halves: shares of several cells
+    ([64, 40, 5], "sigmoid", "quadratic", 22, 45, False),  # 4 cells; a last mini-batch of one example
 ]
 
 
@@ -107,40 +109,12 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_one_region_cases_take_both_ways_of_summing_layer1(dtype):
-    """The cases above cover layer 1 summed whole and in halves of its inputs, in both dtypes."""
+def test_one_region_cases_take_both_ways_of_training_layer1(dtype):
+    """The cases above cover layer 1 trained as it is and transposed, in both dtypes."""
     from fastbp import kernels
-    ways = {bool(kernels.layer1_in_halves(np.empty((sizes[1], sizes[0]), dtype), batch_size))
+    ways = {bool(kernels.layer1_transposed(np.empty((sizes[1], sizes[0]), dtype), batch_size))
             for sizes, _, _, batch_size, _, _ in ONE_REGION_CASES}
     assert ways == {False, True}
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("integers", [False, True], ids=["float inputs", "8-bit inputs"])
-@pytest.mark.parametrize("n_in", [1, 20, 67, 784])
-def test_bp4_by_halves_of_the_inputs_gives_the_bits_of_whole_rows(rng, dtype, integers, n_in):
-    """The one-region epoch updates layer 1's weights half by half (on split_weights' copy), the one-thread path
-    by whole rows: each weight must get the same bits (and each bias, updated with the first half), for any
-    mini-batch length (BP4's tiles of five examples, then pairs, then one) and any group of units."""
-    from fastbp import kernels
-
-    X = rng.integers(0, 256, (40, n_in), dtype=np.uint8) if integers else rng.random((40, n_in)).astype(dtype)
-    x_scale = 1 / 255 if integers else 1.0
-    h = kernels.input_split(n_in, X.itemsize)
-    for m in (1, 3, 10, 32):
-        W, b = rng.standard_normal((7, n_in)).astype(dtype), rng.standard_normal(7).astype(dtype)
-        delta, rows = rng.standard_normal((m, 7)).astype(dtype), rng.permutation(40)[:m]
-        before, whole_W, whole_b, halves = W.copy(), W.copy(), b.copy(), kernels.split_weights(W, h)
-        for j0, j1 in ((0, 4), (4, 7)):
-            kernels.accumulate_bp34_units(delta, X, x_scale, rows, -0.37, 0.999, 1.0, whole_W, whole_b, j0, j1, 0,
-                                          n_in, 0, True)
-            for c, (k0, k1) in enumerate(((0, h), (h, n_in))):
-                kernels.accumulate_bp34_units(delta, X, x_scale, rows, -0.37, 0.999, 1.0,
-                                              kernels.weight_half(halves, 7, n_in, h, c), b, j0, j1, k0, k1, 0, c == 0)
-        kernels.join_weights(halves, W, h)
-        assert not np.array_equal(W, before)
-        np.testing.assert_array_equal(W, whole_W, err_msg=f"m = {m}")
-        np.testing.assert_array_equal(b, whole_b, err_msg=f"m = {m}")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
