@@ -7,9 +7,11 @@ if "NUMBA_THREADING_LAYER" not in _os.environ:
     import numba as _numba
     _numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
+from .codegen import cache_follows_every_kernel_source as _cache_follows_every_kernel_source  # noqa: E402
 from .codegen import prefer_512_bit_vectors as _prefer_512_bit_vectors  # noqa: E402
 
 _prefer_512_bit_vectors()
+_cache_follows_every_kernel_source()
 
 from .io import load  # noqa: E402
 from .inputs import ScaledInputs  # noqa: E402

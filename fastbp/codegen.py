@@ -33,3 +33,44 @@ def compiled_target():
     from numba.core.registry import cpu_target
     codegen = cpu_target.target_context.codegen()
     return codegen._get_host_cpu_name(), codegen._tm_features
+
+
+# The files whose jitted code (or code generators) other files' kernels call and inline.
+KERNEL_SOURCES = ("activations.py", "kernels.py", "simd.py", "transposed.py")
+
+
+def kernel_sources_stamp(package_dir):
+    """(mtime, size) of each of KERNEL_SOURCES in package_dir."""
+    stamps = []
+    for name in KERNEL_SOURCES:
+        st = os.stat(os.path.join(package_dir, name))
+        stamps.append((st.st_mtime, st.st_size))
+    return tuple(stamps)
+
+
+def cache_follows_every_kernel_source():
+    """Make Numba's disk cache of fastbp's kernels go stale when any of KERNEL_SOURCES changes.
+
+    Numba stamps a cached function with its own file's time and size only, so a kernel in kernels.py that
+    inlines one from transposed.py kept loading its old machine code after transposed.py changed. fastbp's
+    functions get locators (Numba's own two, in their order) whose stamp also holds every kernel source's.
+    """
+    from numba.core import caching
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+
+    def following(base):
+        class Locator(base):
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if os.path.dirname(os.path.abspath(py_file)) != package_dir:
+                    return None
+                return super().from_function(py_func, py_file)
+
+            def get_source_stamp(self):
+                return super().get_source_stamp(), kernel_sources_stamp(package_dir)
+        Locator.__name__ = f"FastbpSources{base.__name__}"
+        return Locator
+
+    classes = caching.CacheImpl._locator_classes
+    if not any(c.__name__.startswith("FastbpSources") for c in classes):
+        classes[:0] = [following(caching.UserProvidedCacheLocator), following(caching.InTreeCacheLocator)]

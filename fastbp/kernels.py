@@ -472,14 +472,15 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 
 # keeps layer 1's weights transposed (``transposed``) for the length of an epoch call, on every path, and sums
 # its weighted input in two halves of its inputs: H0 over k < h, H1 over k >= h (h = ``input_split``), then
 # z = x_scale (H0 + H1) + b (``add_halves``). The one-region epoch (below) gives each half to a participant of its
-# own, which then reads, prefetches and keeps in its core's cache only its half of every input row. Cut by units
-# instead, each core reads every row whole, half of it from the other core's cache: on 2 threads the book's
-# network trained 1.05x faster with the halves at m = 16 and 1.14-1.18x at m = 32 in float64, 1.11-1.39x at
-# m = 32 in float32; on one thread 0.95-0.98x at m = 32 (row-major kernels). There, reading ten rows of random
-# examples took a core 4.0-4.4 us longer than reading ten cached ones, with or without prefetching them a
-# mini-batch ahead: each core reading only half of every row pays for the extra sums.
-TRANSPOSED_MIN_BATCH = 16  # float32
-TRANSPOSED_MIN_BATCH_FLOAT64 = 6
+# own, which then reads, prefetches and keeps in its core's cache only its half of every input row (reading ten
+# rows of random examples took a core 4.0-4.4 us longer than reading ten cached ones, prefetched or not).
+# Against the row-major kernels (4-unit x 2-example tiles, layer 1 cut by halves from m = 6 in float64 and 16 in
+# float32), the book's network trained, on a 2-core Emerald Rapids Xeon (paired runs in one process, 1 / 2
+# threads): float64 1.36-1.40x / 1.17x faster at m = 10, 1.18x / 1.11x at m = 32, 1.24x / 1.15x at m = 6,
+# 1.08x / 1.11x at m = 4, 1.01x / 0.99x at m = 2; float32 1.19-1.22x / 1.19-1.23x at m = 10, 1.24x / 1.18x at
+# m = 32, 1.13x / 1.03x at m = 6, but 0.78x / 0.92x at m = 5 and 0.29-0.36x at m = 2 and 4.
+TRANSPOSED_MIN_BATCH = 6  # float32
+TRANSPOSED_MIN_BATCH_FLOAT64 = 4
 
 
 @njit(cache=True)

@@ -132,7 +132,9 @@ def test_custom_activation_runs_in_the_kernels(rng):
 
 @pytest.mark.parametrize("sizes,batch_size,n", [([6, 5, 3], 4, 10), ([7, 6, 5, 4], 3, 9), ([5, 4], 1, 5),
                                                 ([784, 30, 10], 10, 35),
-                                                ([784, 30, 10], 32, 75), ([100, 20, 10], 16, 40),  # layer 1 in halves
+                                                ([784, 30, 10], 32, 75), ([100, 20, 10], 16, 40),  # layer 1 transposed
+                                                ([70, 40, 3], 6, 23), ([1, 6, 3], 8, 20),  # two tiles of units; no
+                                                # inputs in the first half
                                                 ([784, 9, 6, 5], 64, 150)],  # batches of several example blocks
                          ids=str)
 def test_epochs_match_both_numpy_baselines(rng, sizes, batch_size, n):

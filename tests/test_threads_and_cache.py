@@ -218,6 +218,25 @@ def test_second_process_loads_compiled_kernels_from_disk(first_process):
     assert second_hits >= 1 and second_misses == 0
 
 
+def test_the_kernel_cache_goes_stale_when_any_kernel_source_changes(tmp_path):
+    """Numba stamps a cached function with its own file only; fastbp's cache locators add the stamp of every
+    kernel source (codegen.KERNEL_SOURCES), so that a kernel inlining another file's code (kernels.py calls
+    transposed.py, which uses simd.py's intrinsics) is compiled again when that file changes."""
+    from fastbp import codegen, kernels
+    locator = kernels.train_epoch._cache._impl._locator
+    assert type(locator).__name__.startswith("FastbpSources")
+    assert locator.get_source_stamp()[1] == codegen.kernel_sources_stamp(os.path.dirname(kernels.__file__))
+    for name in codegen.KERNEL_SOURCES:
+        (tmp_path / name).write_text("x = 1\n")
+    before = codegen.kernel_sources_stamp(tmp_path)
+    for name in codegen.KERNEL_SOURCES:
+        st = (tmp_path / name).stat()
+        os.utime(tmp_path / name, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+        after = codegen.kernel_sources_stamp(tmp_path)
+        assert after != before, name
+        before = after
+
+
 def test_serial_and_parallel_kernels_do_not_share_a_cache(first_process):
     """Numba names a disk cache after the function, so each kernel's parallel twin needs a name of its own:
     otherwise a new process would load one compiled version for both (measured: 'serial' kernels that
