@@ -478,8 +478,9 @@ def _accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 
 # float32), the book's network trained, on a 2-core Emerald Rapids Xeon (paired runs in one process, 1 / 2
 # threads): float64 1.36-1.40x / 1.17x faster at m = 10, 1.18x / 1.11x at m = 32, 1.24x / 1.15x at m = 6,
 # 1.08x / 1.11x at m = 4, 1.01x / 0.99x at m = 2; float32 1.19-1.22x / 1.19-1.23x at m = 10, 1.24x / 1.18x at
-# m = 32, 1.13x / 1.03x at m = 6, but 0.78x / 0.92x at m = 5 and 0.29-0.36x at m = 2 and 4.
-TRANSPOSED_MIN_BATCH = 6  # float32
+# m = 32, 1.13x / 1.03x at m = 6, 1.32x / 1.30x at m = 5, 1.10x / 1.18x at m = 4 and 1.45x at m = 2 (once subnormal
+# deltas were left out: ``transposed.scaled_deltas``).
+TRANSPOSED_MIN_BATCH = 2  # float32
 TRANSPOSED_MIN_BATCH_FLOAT64 = 4
 
 

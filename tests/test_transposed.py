@@ -91,6 +91,20 @@ def test_a_weights_update_does_not_depend_on_how_the_examples_are_tiled(rng, dty
     assert not np.array_equal(whole, WT)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_scaled_deltas_leave_out_subnormal_products(dtype):
+    """A subnormal operand slows a vector FMA some 60-fold, so scaled_deltas writes 0 for products under the
+    smallest normal number, and keeps those at or above it."""
+    tiny = np.finfo(dtype).tiny
+    delta = np.array([[tiny / 4, -tiny / 3, tiny, -1.5, 0.0]], dtype)
+    D = np.full((1, 32), np.nan, dtype)
+    T.scaled_deltas(delta, 1.0, D)
+    np.testing.assert_array_equal(D[0, :5], np.array([0, 0, tiny, -1.5, 0], dtype))
+    assert not D[0, 5:].any()
+    T.scaled_deltas(delta, 0.5, D)
+    np.testing.assert_array_equal(D[0, :5], np.array([0, 0, 0, -0.75, 0], dtype))
+
+
 def test_staged_rows_are_exact_float_copies(rng):
     X = rng.integers(0, 256, (9, 70), dtype=np.uint8)
     rows = np.array([4, 0, 8])
