@@ -569,12 +569,21 @@ def transposed_cells(WT):
 
 
 @njit(cache=True)
+def transposed_cell(cell, WT, h):
+    """Cell ``cell`` of ``transposed_cells``: (half c, first unit u0, first input k0, end of inputs k1), for inputs
+    cut at h (``input_split``)."""
+    n_chunks = WT.shape[1] // LANES
+    c, u = cell // n_chunks, cell % n_chunks
+    return c, u * LANES, (0 if c == 0 else h), (h if c == 0 else WT.shape[0])
+
+
+@njit(cache=True)
 def transposed_first_sums(T, X, rows, batch, n_parts):
     """The half-sums of layer 1 (state T, ``transposed``) for mini-batch ``batch``, X[rows], before its first
     step: every share's float copy of those inputs (where it keeps one), then every cell's sums."""
     WT, H, D, S = T
     m_cap = H.shape[0] // 2
-    m, n_in, n_chunks = rows.shape[0], WT.shape[0], WT.shape[1] // LANES
+    m, n_in = rows.shape[0], WT.shape[0]
     ident = np.arange(m)
     if S.shape[0] > 0:
         for r in range(n_parts):
@@ -583,8 +592,8 @@ def transposed_first_sums(T, X, rows, batch, n_parts):
     A, A_rows = batch_inputs(X, rows, S[o:o + m], ident)
     h = input_split(n_in, X.itemsize)
     for cell in range(transposed_cells(WT)):
-        c, u = cell // n_chunks, cell % n_chunks
-        input_sums(WT, A, A_rows, H[c * m_cap:c * m_cap + m], 0 if c == 0 else h, h if c == 0 else n_in, u * LANES)
+        c, u0, k0, k1 = transposed_cell(cell, WT, h)
+        input_sums(WT, A, A_rows, H[c * m_cap:c * m_cap + m], k0, k1, u0)
 
 
 @njit(cache=True)
@@ -608,15 +617,14 @@ def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, row
     A, A_rows = batch_inputs(X, rows, S[cur:cur + m], ident)
     A_next, A_next_rows = batch_inputs(X, rows_next, S[nxt:nxt + m_next], ident)
     for cell in range(c_lo, c_hi):
-        c, u = cell // n_chunks, cell % n_chunks
-        k0, k1 = (0, h) if c == 0 else (h, n_in)
-        prefetch_share(X, rows_ahead, k0, k1, u, n_chunks)
-        update_weights(WT, A, A_rows, Dr, k0, k1, u * LANES, beta_w)
+        c, u0, k0, k1 = transposed_cell(cell, WT, h)
+        prefetch_share(X, rows_ahead, k0, k1, u0 // LANES, n_chunks)
+        update_weights(WT, A, A_rows, Dr, k0, k1, u0, beta_w)
         if c == 0:
-            bias_step(delta, scale, 1.0, b, u * LANES, min(n_out, (u + 1) * LANES))
-        if S.shape[0] > 0 and (cell == c_lo or u == 0):
+            bias_step(delta, scale, 1.0, b, u0, min(n_out, u0 + LANES))
+        if S.shape[0] > 0 and (cell == c_lo or u0 == 0):
             stage_rows(X, rows_next, k0, k1, S[nxt:nxt + m_next])
-        input_sums(WT, A_next, A_next_rows, H[c * m_cap:c * m_cap + m_next], k0, k1, u * LANES)
+        input_sums(WT, A_next, A_next_rows, H[c * m_cap:c * m_cap + m_next], k0, k1, u0)
 
 
 @njit(cache=True)
