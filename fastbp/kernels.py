@@ -36,6 +36,7 @@ from .activations import unused_f as custom_f
 from .activations import unused_f_prime as custom_f_prime
 from .codegen import X86
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC
+from .small_layers import small_backprop, small_bp34, small_forward, small_layer
 from .transposed import (LANES, aligned_matrix, input_sums, padded_units, scaled_deltas, stage_rows,
                          transposed_weights, untranspose, update_weights)
 
@@ -1017,6 +1018,50 @@ def layer_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, n_par_
         accumulate_bp34(delta, A_prev, x_scale, rows, scale, beta_w, beta_b, W, b, 0, n_groups)
 
 
+# Layers above the first read and write blocks of ``ws`` (C-contiguous, the weights' type): where their weights
+# are small (``small_layer``) they take ``small_layers``' kernels on every path, else the row-major tiles.
+SERIAL = 1 << 62  # an n_par_min that no layer's work reaches: inside a parallel region
+
+
+@njit(cache=True)
+def upper_forward(W, b, A_prev, Z, ident, x0, x1, n_par_min):
+    """Eq. 25 for examples x0 <= x < x1 of a layer above the first: Z = A_prev W^T + b; A_prev (m, n_in),
+    Z (m, n_out) its blocks of ``ws``, ident = arange(>= x1)."""
+    if small_layer(W):
+        small_forward(W, b, A_prev, Z, x0, x1)
+    elif (x1 - x0) * W.size >= n_par_min:
+        weighted_input_par(W, b, A_prev, 1.0, ident[x0:x1], Z[x0:x1], 0, unit_groups(W))
+    else:
+        weighted_input(W, b, A_prev, 1.0, ident[x0:x1], Z[x0:x1], 0, unit_groups(W))
+
+
+@njit(cache=True)
+def upper_backprop(W_next, delta_next, delta, x0, x1, n_par_min):
+    """BP2 before the sigma' factor for examples x0 <= x < x1 (``_backpropagate``); W_next (n_next, n) a layer
+    above the first, delta_next (m, n_next), delta (m, n) blocks of ``ws``."""
+    if small_layer(W_next):
+        small_backprop(W_next, delta_next, delta, x0, x1)
+    elif (x1 - x0) * W_next.size >= n_par_min:
+        backpropagate_par(W_next, delta_next[x0:x1], delta[x0:x1])
+    else:
+        backpropagate(W_next, delta_next[x0:x1], delta[x0:x1])
+
+
+@njit(cache=True)
+def upper_bp34(delta, A_prev, ident, scale, beta_w, beta_b, W, b, g0, g1, n_par_min):
+    """BP3/BP4 of a layer above the first (``accumulate_bp34_units``) for its groups of four units g0 .. g1-1;
+    delta (m, n_out), A_prev (m, n_in) blocks of ``ws``, ident = arange(>= m)."""
+    m = delta.shape[0]
+    if small_layer(W):
+        j0, j1 = min(4 * g0, W.shape[0]), min(4 * g1, W.shape[0])
+        small_bp34(delta, A_prev, scale, beta_w, W, j0, j1)
+        bias_step(delta, scale, beta_b, b, j0, j1)
+    elif m * W.size >= n_par_min:
+        accumulate_bp34_par(delta, A_prev, 1.0, ident[:m], scale, beta_w, beta_b, W, b, g0, g1)
+    else:
+        accumulate_bp34(delta, A_prev, 1.0, ident[:m], scale, beta_w, beta_b, W, b, g0, g1)
+
+
 @njit(cache=True)
 def feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, first_layer=1, last_layer=-1):
     """Eq. 25 through layers first_layer .. last_layer (-1: L) for the batch X[rows]; fills the z and a blocks
@@ -1033,7 +1078,7 @@ def feedforward(theta, layout, X, x_scale, rows, ws, n_par_min, first_layer=1, l
         if l == 1:
             layer_forward(W, b, X, x_scale, rows, Z, n_par_min)
         else:
-            layer_forward(W, b, block(ws, layout, l - 1, A_PART, m), 1.0, ident, Z, n_par_min)
+            upper_forward(W, b, block(ws, layout, l - 1, A_PART, m), Z, ident, 0, m, n_par_min)
         activate_block(layout[l, ACT], Z, A, n_par_min)
 
 
@@ -1045,12 +1090,8 @@ def backward(theta, layout, cost_code, Y, rows, ws, n_par_min):
     output_delta(layout[L, ACT], cost_code, block(ws, layout, L, Z_PART, m), block(ws, layout, L, A_PART, m),
                  Y, rows, block(ws, layout, L, DELTA_PART, m))  # BP1
     for l in range(L - 1, 0, -1):  # BP2
-        W_next = weight(theta, layout, l + 1)
         delta = block(ws, layout, l, DELTA_PART, m)
-        if m * W_next.size >= n_par_min:
-            backpropagate_par(W_next, block(ws, layout, l + 1, DELTA_PART, m), delta)
-        else:
-            backpropagate(W_next, block(ws, layout, l + 1, DELTA_PART, m), delta)
+        upper_backprop(weight(theta, layout, l + 1), block(ws, layout, l + 1, DELTA_PART, m), delta, 0, m, n_par_min)
         times_sigma_prime_block(layout[l, ACT], block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m),
                                 delta, n_par_min)
 
@@ -1068,8 +1109,8 @@ def add_gradient(out, layout, X, x_scale, rows, ws, scale, beta_w, beta_b, n_par
         if l == 1:
             layer_bp34(delta, X, x_scale, rows, scale, beta_w, beta_b, W, b, n_par_min)
         else:
-            layer_bp34(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident, scale, beta_w, beta_b, W, b,
-                       n_par_min)
+            upper_bp34(delta, block(ws, layout, l - 1, A_PART, m), ident, scale, beta_w, beta_b, W, b, 0,
+                       unit_groups(W), n_par_min)
 
 
 update_and_forward_layer1, update_and_forward_layer1_par = serial_and_parallel(_update_and_forward_layer1)
@@ -1304,19 +1345,18 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
     for l in range(1, L + 1):
         Z, A = block(ws, layout, l, Z_PART, m), block(ws, layout, l, A_PART, m)
         if l > 1:
-            W = weight(theta, layout, l)
-            weighted_input(W, bias(theta, layout, l), block(ws, layout, l - 1, A_PART, m), 1.0, ident[x0:x1],
-                           Z[x0:x1], 0, unit_groups(W))
+            upper_forward(weight(theta, layout, l), bias(theta, layout, l), block(ws, layout, l - 1, A_PART, m), Z,
+                          ident, x0, x1, SERIAL)
         elif T[0].size > 0:
             add_transposed_halves(T, x_scale, bias(theta, layout, 1), Z, x0, x1)
         activate(layout[l, ACT], Z[x0:x1], A[x0:x1])
     output_delta(layout[L, ACT], cost_code, Z[x0:x1], A[x0:x1], Y, rows[x0:x1],
                  block(ws, layout, L, DELTA_PART, m)[x0:x1])  # Z, A: layer L's blocks
     for l in range(L - 1, 0, -1):
-        delta = block(ws, layout, l, DELTA_PART, m)[x0:x1]
-        backpropagate(weight(theta, layout, l + 1), block(ws, layout, l + 1, DELTA_PART, m)[x0:x1], delta)
+        delta = block(ws, layout, l, DELTA_PART, m)
+        upper_backprop(weight(theta, layout, l + 1), block(ws, layout, l + 1, DELTA_PART, m), delta, x0, x1, SERIAL)
         times_sigma_prime(layout[l, ACT], block(ws, layout, l, Z_PART, m)[x0:x1],
-                          block(ws, layout, l, A_PART, m)[x0:x1], delta)
+                          block(ws, layout, l, A_PART, m)[x0:x1], delta[x0:x1])
 
 
 @njit(cache=True)
@@ -1334,8 +1374,7 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
         n_groups = unit_groups(W)
         g0, g1 = r * n_groups // n_parts, (r + 1) * n_groups // n_parts
         if l > 1:
-            accumulate_bp34(delta, block(ws, layout, l - 1, A_PART, m), 1.0, ident[:m], scale, beta_w, 1.0, W, b,
-                            g0, g1)
+            upper_bp34(delta, block(ws, layout, l - 1, A_PART, m), ident, scale, beta_w, 1.0, W, b, g0, g1, SERIAL)
         elif T[0].size > 0:
             transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, rows_ahead, batch, ident, r,
                             n_parts)

@@ -114,3 +114,82 @@ def vmul(typingctx, a, b):
     def codegen(context, builder, sig, args):
         return builder.fmul(args[0], args[1])
     return a(a, b), codegen
+
+
+def _lanes_below(builder, width, n):
+    """The mask <width x i1> of lanes i < n (n an integer value)."""
+    i32 = ir.IntType(32)
+    count = builder.trunc(n, i32) if n.type.width > 32 else n
+    undef = ir.Constant(ir.VectorType(i32, width), None)
+    splat = builder.shuffle_vector(builder.insert_element(undef, count, ir.Constant(i32, 0)), undef,
+                                   ir.Constant(ir.VectorType(i32, width), [0] * width))
+    return builder.icmp_signed("<", ir.Constant(ir.VectorType(i32, width), list(range(width))), splat)
+
+
+def _masked_intrinsic(builder, name, vt, ptr, extra):
+    """llvm.masked.<name> for vectors of type vt at ptr (typed or untyped pointers)."""
+    bits = vt.element.width if isinstance(vt.element, ir.IntType) else (64 if vt.element == ir.DoubleType() else 32)
+    opaque = getattr(ptr.type, "is_opaque", False)
+    suffix = f"v{vt.count}f{bits}.p0" + ("" if opaque else f"v{vt.count}f{bits}")
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(*extra), f"llvm.masked.{name}.{suffix}")
+
+
+@intrinsic(prefer_literal=True)
+def vload_first(typingctx, ary, i, k, n, width):
+    """ary[i, k:k + n] of a C-contiguous 2-D array as a Vec of ``width`` (a literal int) lanes, zeros in lanes n
+    and above, which are not read (0 <= n <= width; the n values lie inside the row)."""
+    if not (isinstance(width, nbtypes.IntegerLiteral) and isinstance(ary, nbtypes.Array) and ary.ndim == 2
+            and ary.layout == "C"):
+        return None
+    vt = Vec(ary.dtype, width.literal_value)
+
+    def codegen(context, builder, sig, args):
+        lt = context.get_value_type(vt)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], [args[1], args[2]])
+        ptr = builder.bitcast(ptr, lt.as_pointer())
+        mask = _lanes_below(builder, lt.count, args[3])
+        i32 = ir.IntType(32)
+        fn = _masked_intrinsic(builder, "load", lt, ptr, (lt, [ptr.type, i32, mask.type, lt]))
+        align = ir.Constant(i32, context.get_abi_sizeof(context.get_value_type(ary.dtype)))
+        return builder.call(fn, [ptr, align, mask, ir.Constant(lt, None)])
+    return vt(ary, i, k, n, width), codegen
+
+
+@intrinsic
+def vstore_first(typingctx, ary, i, k, v, n):
+    """ary[i, k:k + n] = the first n lanes of v (a C-contiguous 2-D array of v's dtype); the elements after them
+    are neither read nor written (0 <= n <= v.width)."""
+    if not (isinstance(v, Vec) and isinstance(ary, nbtypes.Array) and ary.ndim == 2 and ary.layout == "C"
+            and ary.dtype == v.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        lt = args[3].type
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], [args[1], args[2]])
+        ptr = builder.bitcast(ptr, lt.as_pointer())
+        mask = _lanes_below(builder, lt.count, args[4])
+        i32 = ir.IntType(32)
+        fn = _masked_intrinsic(builder, "store", lt, ptr, (ir.VoidType(), [lt, ptr.type, i32, mask.type]))
+        align = ir.Constant(i32, context.get_abi_sizeof(context.get_value_type(ary.dtype)))
+        builder.call(fn, [args[3], ptr, align, mask])
+        return context.get_dummy_value()
+    return nbtypes.void(ary, i, k, v, n), codegen
+
+
+@intrinsic
+def vsum(typingctx, v):
+    """The sum of v's lanes, added in pairs (lane i + lane i + w/2, halving the width w until one is left): a fixed
+    order, the same wherever it is used."""
+    if not (isinstance(v, Vec) and v.width & (v.width - 1) == 0):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value, width, i32 = args[0], v.width, ir.IntType(32)
+        while width > 1:
+            half = width // 2
+            low = builder.shuffle_vector(value, value, ir.Constant(ir.VectorType(i32, half), list(range(half))))
+            high = builder.shuffle_vector(value, value, ir.Constant(ir.VectorType(i32, half),
+                                                                    list(range(half, width))))
+            value, width = builder.fadd(low, high), half
+        return builder.extract_element(value, ir.Constant(i32, 0))
+    return v.dtype(v), codegen
