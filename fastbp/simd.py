@@ -193,3 +193,14 @@ def vsum(typingctx, v):
             value, width = builder.fadd(low, high), half
         return builder.extract_element(value, ir.Constant(i32, 0))
     return v.dtype(v), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b lane by lane (Vecs of one type)."""
+    if not (isinstance(a, Vec) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+    return a(a, b), codegen
