@@ -74,3 +74,17 @@ def cache_follows_every_kernel_source():
     classes = caching.CacheImpl._locator_classes
     if not any(c.__name__.startswith("FastbpSources") for c in classes):
         classes[:0] = [following(caching.UserProvidedCacheLocator), following(caching.InTreeCacheLocator)]
+
+
+def start_numba_threads():
+    """Start Numba's threading layer if it has not started (cheap once it has); fastbp calls it before a kernel.
+
+    A kernel that Numba compiled and cached in a process where its parallel callees had been loaded from the disk
+    cache, not compiled, is saved without the hook that starts the threading layer when the kernel is loaded. A new
+    process whose first act was to load such a kernel called a null pointer (a segmentation fault in the first
+    ``train_epoch`` call, after a test run had filled the cache in that order). With the layer started first, the
+    same cache trained normally.
+    """
+    from numba.np.ufunc import parallel
+    if not parallel._is_initialized:
+        parallel._launch_threads()

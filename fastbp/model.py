@@ -11,6 +11,7 @@ from . import activations, aligned, costs, kernels
 from .checkpoint import RunState, check_checkpoint_options, data_fingerprint
 from .checkpoint import read as read_checkpoint
 from .checkpoint import write as write_checkpoint
+from .codegen import start_numba_threads
 from .inputs import ScaledInputs, kernel_inputs
 from .threads import check_threads, using_threads
 from .validation import (check_bool, check_choice, check_dtype, check_float, check_int, check_matrix,
@@ -196,6 +197,7 @@ class MLP:
 
     def _kernel(self, name, *args):
         """Call kernels.<name>, or its twin compiled for this model's custom activation pair."""
+        start_numba_threads()
         if self._custom_pair is None:
             return getattr(kernels, name)(*args)
         if self._specialized is None:

@@ -289,3 +289,22 @@ def test_prepare_compiles_every_kernel_an_epoch_needs_and_changes_nothing(rng, t
                               monitor_training=True, monitor_gradients=True, progress=False, callback=None)
     assert not compiled.buffer, [ev.data["dispatcher"] for _, ev in compiled.buffer]
     assert history["epoch"] == [1, 2] and not np.array_equal(model._theta, before[0])
+
+
+def test_a_kernel_call_starts_numbas_threading_layer_before_the_kernel_runs():
+    """A kernel cached by a process that had loaded (not compiled) its parallel callees lacks the hook that starts
+    Numba's threading layer on load; a new process that loaded it first called a null pointer. fastbp starts the
+    layer before it calls any kernel (``codegen.start_numba_threads``). Checked in a new process, where nothing
+    has started it yet, with a kernel that has no parallel code of its own."""
+    script = textwrap.dedent("""
+        import types
+        from numba.np.ufunc import parallel
+        import fastbp.model as model
+        net = model.MLP([4, 3, 2], seed=0)
+        before = parallel._is_initialized
+        model.kernels = types.SimpleNamespace(probe=lambda: parallel._is_initialized)
+        print(before, net._kernel("probe"))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "True"]
