@@ -74,25 +74,43 @@ def small_forward(W, b, A, Z, x0, x1):
 
 
 @njit(cache=True)
+def _block_counts(n_in, k):
+    """How many values each of the four vectors of the block at k of a row of n_in holds (``_count``)."""
+    return (_count(n_in, k), _count(n_in, k + SMALL_LANES), _count(n_in, k + 2 * SMALL_LANES),
+            _count(n_in, k + 3 * SMALL_LANES))
+
+
+@njit(cache=True)
+def _fma_block(d, M, i, k, n, s):
+    """The block's four Vecs s, each plus d times its part of M[i, k:k + SMALL_BLOCK] (masked to the counts n)."""
+    return (vfma(d, vload_first(M, i, k, n[0], SMALL_LANES), s[0]),
+            vfma(d, vload_first(M, i, k + SMALL_LANES, n[1], SMALL_LANES), s[1]),
+            vfma(d, vload_first(M, i, k + 2 * SMALL_LANES, n[2], SMALL_LANES), s[2]),
+            vfma(d, vload_first(M, i, k + 3 * SMALL_LANES, n[3], SMALL_LANES), s[3]))
+
+
+@njit(cache=True)
+def _store_block(M, i, k, n, s):
+    """M[i, k:k + SMALL_BLOCK] = the block's four Vecs s, masked to the counts n."""
+    vstore_first(M, i, k, s[0], n[0])
+    vstore_first(M, i, k + SMALL_LANES, s[1], n[1])
+    vstore_first(M, i, k + 2 * SMALL_LANES, s[2], n[2])
+    vstore_first(M, i, k + 3 * SMALL_LANES, s[3], n[3])
+
+
+@njit(cache=True)
 def small_backprop(W, Dn, D, x0, x1):
     """BP2 before the sigma' factor for examples x0 <= x < x1: D[x, k] = sum_j W[j, k] Dn[x, j], four vectors
     of a row at a time."""
     n_in = W.shape[1]
     for x in range(x0, x1):
         for k in range(0, n_in, SMALL_BLOCK):
-            k1, k2, k3 = k + SMALL_LANES, k + 2 * SMALL_LANES, k + 3 * SMALL_LANES
-            n0, n1, n2, n3 = _count(n_in, k), _count(n_in, k1), _count(n_in, k2), _count(n_in, k3)
-            s0 = s1 = s2 = s3 = vzero(W, SMALL_LANES)
+            n = _block_counts(n_in, k)
+            zero = vzero(W, SMALL_LANES)
+            s = (zero, zero, zero, zero)
             for j in range(W.shape[0]):
-                d = vsplat(Dn[x, j], s0)
-                s0 = vfma(d, vload_first(W, j, k, n0, SMALL_LANES), s0)
-                s1 = vfma(d, vload_first(W, j, k1, n1, SMALL_LANES), s1)
-                s2 = vfma(d, vload_first(W, j, k2, n2, SMALL_LANES), s2)
-                s3 = vfma(d, vload_first(W, j, k3, n3, SMALL_LANES), s3)
-            vstore_first(D, x, k, s0, n0)
-            vstore_first(D, x, k1, s1, n1)
-            vstore_first(D, x, k2, s2, n2)
-            vstore_first(D, x, k3, s3, n3)
+                s = _fma_block(vsplat(Dn[x, j], zero), W, j, k, n, s)
+            _store_block(D, x, k, n, s)
 
 
 @njit(cache=True)
@@ -101,20 +119,13 @@ def small_bp34(delta, A, scale, beta_w, W, j0, j1):
     (the SGD update itself with scale = -eta/m, beta_w = 1 - eta lmbda/n), four vectors of a row at a time.
     BP3 is ``kernels.bias_step``."""
     n_in = W.shape[1]
-    s = W.dtype.type(scale)
+    sc = W.dtype.type(scale)
     for j in range(j0, j1):
         for k in range(0, n_in, SMALL_BLOCK):
-            k1, k2, k3 = k + SMALL_LANES, k + 2 * SMALL_LANES, k + 3 * SMALL_LANES
-            n0, n1, n2, n3 = _count(n_in, k), _count(n_in, k1), _count(n_in, k2), _count(n_in, k3)
-            w0, w1 = _weights_vector(W, j, k, n0, beta_w), _weights_vector(W, j, k1, n1, beta_w)
-            w2, w3 = _weights_vector(W, j, k2, n2, beta_w), _weights_vector(W, j, k3, n3, beta_w)
+            n = _block_counts(n_in, k)
+            s = (_weights_vector(W, j, k, n[0], beta_w), _weights_vector(W, j, k + SMALL_LANES, n[1], beta_w),
+                 _weights_vector(W, j, k + 2 * SMALL_LANES, n[2], beta_w),
+                 _weights_vector(W, j, k + 3 * SMALL_LANES, n[3], beta_w))
             for x in range(delta.shape[0]):
-                d = vsplat(s * delta[x, j], w0)
-                w0 = vfma(d, vload_first(A, x, k, n0, SMALL_LANES), w0)
-                w1 = vfma(d, vload_first(A, x, k1, n1, SMALL_LANES), w1)
-                w2 = vfma(d, vload_first(A, x, k2, n2, SMALL_LANES), w2)
-                w3 = vfma(d, vload_first(A, x, k3, n3, SMALL_LANES), w3)
-            vstore_first(W, j, k, w0, n0)
-            vstore_first(W, j, k1, w1, n1)
-            vstore_first(W, j, k2, w2, n2)
-            vstore_first(W, j, k3, w3, n3)
+                s = _fma_block(vsplat(sc * delta[x, j], s[0]), A, x, k, n, s)
+            _store_block(W, j, k, n, s)
