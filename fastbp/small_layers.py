@@ -47,21 +47,25 @@ def _weights_vector(W, j, k, n, beta_w):
 
 
 @njit(cache=True)
+def _block_counts(n_in, k):
+    """How many values each of the four vectors of the block at k of a row of n_in holds (``_count``)."""
+    return (_count(n_in, k), _count(n_in, k + SMALL_LANES), _count(n_in, k + 2 * SMALL_LANES),
+            _count(n_in, k + 3 * SMALL_LANES))
+
+
+@njit(cache=True)
 def _row_dot(W, j, A, x):
     """sum_k W[j, k] A[x, k]: four vectors of running sums, vector i of each block over its values, added
     (0 + 1) + (2 + 3), then ``vsum``. (Full vectors loaded unmasked before a masked last one ran 6x slower.)"""
     n_in = W.shape[1]
     s0 = s1 = s2 = s3 = vzero(W, SMALL_LANES)
     for k in range(0, n_in, SMALL_BLOCK):
-        n0, n1, n2, n3 = _count(n_in, k), _count(n_in, k + SMALL_LANES), _count(n_in, k + 2 * SMALL_LANES), \
-            _count(n_in, k + 3 * SMALL_LANES)
+        n0, n1, n2, n3 = _block_counts(n_in, k)
+        k1, k2, k3 = k + SMALL_LANES, k + 2 * SMALL_LANES, k + 3 * SMALL_LANES
         s0 = vfma(vload_first(W, j, k, n0, SMALL_LANES), vload_first(A, x, k, n0, SMALL_LANES), s0)
-        s1 = vfma(vload_first(W, j, k + SMALL_LANES, n1, SMALL_LANES),
-                  vload_first(A, x, k + SMALL_LANES, n1, SMALL_LANES), s1)
-        s2 = vfma(vload_first(W, j, k + 2 * SMALL_LANES, n2, SMALL_LANES),
-                  vload_first(A, x, k + 2 * SMALL_LANES, n2, SMALL_LANES), s2)
-        s3 = vfma(vload_first(W, j, k + 3 * SMALL_LANES, n3, SMALL_LANES),
-                  vload_first(A, x, k + 3 * SMALL_LANES, n3, SMALL_LANES), s3)
+        s1 = vfma(vload_first(W, j, k1, n1, SMALL_LANES), vload_first(A, x, k1, n1, SMALL_LANES), s1)
+        s2 = vfma(vload_first(W, j, k2, n2, SMALL_LANES), vload_first(A, x, k2, n2, SMALL_LANES), s2)
+        s3 = vfma(vload_first(W, j, k3, n3, SMALL_LANES), vload_first(A, x, k3, n3, SMALL_LANES), s3)
     return vsum(vadd(vadd(s0, s1), vadd(s2, s3)))
 
 
@@ -71,13 +75,6 @@ def small_forward(W, b, A, Z, x0, x1):
     for x in range(x0, x1):
         for j in range(W.shape[0]):
             Z[x, j] = _row_dot(W, j, A, x) + b[j]
-
-
-@njit(cache=True)
-def _block_counts(n_in, k):
-    """How many values each of the four vectors of the block at k of a row of n_in holds (``_count``)."""
-    return (_count(n_in, k), _count(n_in, k + SMALL_LANES), _count(n_in, k + 2 * SMALL_LANES),
-            _count(n_in, k + 3 * SMALL_LANES))
 
 
 @njit(cache=True)
