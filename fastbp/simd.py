@@ -31,6 +31,13 @@ def _element_pointer(context, builder, aryty, ary, indices):
     return cgutils.get_item_pointer(context, builder, aryty, array, indices, wraparound=False)
 
 
+def _splat(builder, value, vt):
+    """The LLVM value ``value`` in every lane of a vector of type vt."""
+    undef = ir.Constant(vt, None)
+    first = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(first, undef, ir.Constant(ir.VectorType(ir.IntType(32), vt.count), [0] * vt.count))
+
+
 @intrinsic(prefer_literal=True)
 def vzero(typingctx, ary, width):
     """A Vec of ``width`` (a literal int) zeros of ``ary``'s dtype."""
@@ -81,12 +88,7 @@ def vsplat(typingctx, x, like):
         return None
 
     def codegen(context, builder, sig, args):
-        vt = args[1].type
-        value = context.cast(builder, args[0], sig.args[0], sig.args[1].dtype)
-        undef = ir.Constant(vt, None)
-        first = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(first, undef, ir.Constant(ir.VectorType(ir.IntType(32), vt.count),
-                                                                [0] * vt.count))
+        return _splat(builder, context.cast(builder, args[0], sig.args[0], sig.args[1].dtype), args[1].type)
     return like(x, like), codegen
 
 
@@ -116,22 +118,20 @@ def vmul(typingctx, a, b):
     return a(a, b), codegen
 
 
-def _lanes_below(builder, width, n):
-    """The mask <width x i1> of lanes i < n (n an integer value)."""
+def _masked(context, builder, aryty, args, vt, name, fnty):
+    """(llvm.masked.<name> for vectors of type vt, pointer to ary[i, k], mask of lanes < n, alignment) for an
+    intrinsic called as f(ary, i, k, ..., n) with n last: what vload_first and vstore_first share."""
     i32 = ir.IntType(32)
-    count = builder.trunc(n, i32) if n.type.width > 32 else n
-    undef = ir.Constant(ir.VectorType(i32, width), None)
-    splat = builder.shuffle_vector(builder.insert_element(undef, count, ir.Constant(i32, 0)), undef,
-                                   ir.Constant(ir.VectorType(i32, width), [0] * width))
-    return builder.icmp_signed("<", ir.Constant(ir.VectorType(i32, width), list(range(width))), splat)
-
-
-def _masked_intrinsic(builder, name, vt, ptr, extra):
-    """llvm.masked.<name> for vectors of type vt at ptr (typed or untyped pointers)."""
-    bits = vt.element.width if isinstance(vt.element, ir.IntType) else (64 if vt.element == ir.DoubleType() else 32)
+    ptr = builder.bitcast(_element_pointer(context, builder, aryty, args[0], [args[1], args[2]]), vt.as_pointer())
+    n = args[-1]
+    lanes = ir.VectorType(i32, vt.count)
+    mask = builder.icmp_signed("<", ir.Constant(lanes, list(range(vt.count))),
+                               _splat(builder, builder.trunc(n, i32) if n.type.width > 32 else n, lanes))
+    bits = 64 if vt.element == ir.DoubleType() else 32
     opaque = getattr(ptr.type, "is_opaque", False)
     suffix = f"v{vt.count}f{bits}.p0" + ("" if opaque else f"v{vt.count}f{bits}")
-    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(*extra), f"llvm.masked.{name}.{suffix}")
+    fn = cgutils.get_or_insert_function(builder.module, fnty(ptr.type, mask.type), f"llvm.masked.{name}.{suffix}")
+    return fn, ptr, mask, ir.Constant(i32, bits // 8)
 
 
 @intrinsic(prefer_literal=True)
@@ -145,12 +145,8 @@ def vload_first(typingctx, ary, i, k, n, width):
 
     def codegen(context, builder, sig, args):
         lt = context.get_value_type(vt)
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], [args[1], args[2]])
-        ptr = builder.bitcast(ptr, lt.as_pointer())
-        mask = _lanes_below(builder, lt.count, args[3])
-        i32 = ir.IntType(32)
-        fn = _masked_intrinsic(builder, "load", lt, ptr, (lt, [ptr.type, i32, mask.type, lt]))
-        align = ir.Constant(i32, context.get_abi_sizeof(context.get_value_type(ary.dtype)))
+        fn, ptr, mask, align = _masked(context, builder, sig.args[0], args[:4], lt, "load",
+                                       lambda p, m: ir.FunctionType(lt, [p, ir.IntType(32), m, lt]))
         return builder.call(fn, [ptr, align, mask, ir.Constant(lt, None)])
     return vt(ary, i, k, n, width), codegen
 
@@ -165,12 +161,8 @@ def vstore_first(typingctx, ary, i, k, v, n):
 
     def codegen(context, builder, sig, args):
         lt = args[3].type
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], [args[1], args[2]])
-        ptr = builder.bitcast(ptr, lt.as_pointer())
-        mask = _lanes_below(builder, lt.count, args[4])
-        i32 = ir.IntType(32)
-        fn = _masked_intrinsic(builder, "store", lt, ptr, (ir.VoidType(), [lt, ptr.type, i32, mask.type]))
-        align = ir.Constant(i32, context.get_abi_sizeof(context.get_value_type(ary.dtype)))
+        fn, ptr, mask, align = _masked(context, builder, sig.args[0], args, lt, "store",
+                                       lambda p, m: ir.FunctionType(ir.VoidType(), [lt, p, ir.IntType(32), m]))
         builder.call(fn, [args[3], ptr, align, mask])
         return context.get_dummy_value()
     return nbtypes.void(ary, i, k, v, n), codegen
