@@ -209,3 +209,16 @@ def test_without_a_pause_chunks_are_timed_with_no_rest_and_no_lead_in(monkeypatc
     assert clock.slept == []
     assert log == [("a", "context"), ("a", "step")] * 3
     assert samples == [[2.0, 2.0, 2.0]]
+
+
+def test_limits_table_times_every_piece_against_the_core_peak():
+    from bench import limits
+    data = peers.random_data(300, 784, seed=2)
+    rows = limits.measure_limits(data, dtypes=("float64",), repeats=1, calls=3, gemm_size=64)
+    pieces = [r["piece"] for r in rows]
+    assert len(pieces) == 6 and pieces[0].startswith("vector FMAs") and "random rows" in pieces[4]
+    assert rows[0]["of_peak"] == 1.0 and all(r["rate"] > 0 for r in rows[:5])
+    assert all(r["us"] > 0 for r in rows[2:])
+    assert all(r["rate"] * r["us"] * 1e-6 == pytest.approx(2 * 392 * 32 * 10) for r in rows[2:5])
+    text = limits.format_limits(rows, markdown=True)
+    assert text.count("\n") == len(rows) + 1 and "| examples' stage" in text

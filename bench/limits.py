@@ -1,0 +1,165 @@
+"""What limits the book's setup on this machine: the pieces of one participant's mini-batch, each timed alone.
+
+    python bench/limits.py [--data fashion-mnist|random] [--repeats N] [--calls N] [--markdown]
+
+On two threads the one-region epoch gives each participant half of a mini-batch of 10: layer 1's update and next
+sums over half of the 784 inputs (392 inputs x 32 units, the 30 padded, x 10 examples) and the examples' stage of
+5 examples (layer 1's activation, layer 2's z and activation, BP1, BP2). This script times those pieces alone on
+one core, next to the core's own limits: its rate of vector FMAs held in registers and NumPy's GEMM rate on one
+thread. Layer 1's sums are timed on rows the core has in cache and on random rows of the training set, as an epoch
+reads them: the difference is what reading the rows of random examples costs. ``bench/compare.py`` times the
+whole epochs; the pieces' sum against its time per mini-batch is what the two participants' meetings cost.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+from numba import njit
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` (and a source tree's fastbp) importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import compare, peers  # noqa: E402
+from fastbp import aligned  # noqa: E402
+from fastbp.kernels import _forward_and_back_share  # noqa: E402
+from fastbp.simd import vfma, vload, vstore  # noqa: E402
+from fastbp.transposed import LANES, aligned_matrix, input_sums, update_weights  # noqa: E402
+
+N_HALF = 392  # half of the book's 784 inputs: one participant's share of layer 1 on two threads
+M = 10  # the book's mini-batch
+CHAINS = 12  # independent FMA chains in the peak loop: more than latency x throughput (4 x 2) needs
+PEAK_ROUNDS = 2_000_000
+
+
+@njit
+def fma_rounds(V, n):
+    """n rounds of CHAINS independent FMAs on 16-lane vectors kept in registers; V (CHAINS + 2, 16) in and out."""
+    a, b = vload(V, 0, 0, 16), vload(V, 1, 0, 16)
+    c0, c1, c2, c3 = vload(V, 2, 0, 16), vload(V, 3, 0, 16), vload(V, 4, 0, 16), vload(V, 5, 0, 16)
+    c4, c5, c6, c7 = vload(V, 6, 0, 16), vload(V, 7, 0, 16), vload(V, 8, 0, 16), vload(V, 9, 0, 16)
+    c8, c9, c10, c11 = vload(V, 10, 0, 16), vload(V, 11, 0, 16), vload(V, 12, 0, 16), vload(V, 13, 0, 16)
+    for _ in range(n):
+        c0, c1, c2, c3 = vfma(a, b, c0), vfma(a, b, c1), vfma(a, b, c2), vfma(a, b, c3)
+        c4, c5, c6, c7 = vfma(a, b, c4), vfma(a, b, c5), vfma(a, b, c6), vfma(a, b, c7)
+        c8, c9, c10, c11 = vfma(a, b, c8), vfma(a, b, c9), vfma(a, b, c10), vfma(a, b, c11)
+    for i, c in enumerate((c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11)):
+        vstore(V, 2 + i, 0, c)
+
+
+@njit
+def update_calls(WT, A, row_sets, D):
+    """Layer 1's BP3/BP4 step (``transposed.update_weights``, beta 1) over the first N_HALF inputs, once per
+    row set; WT (784, 32), A (n, 784), row_sets (calls, M), D (M, 32)."""
+    for i in range(row_sets.shape[0]):
+        update_weights(WT, A, row_sets[i], D, 0, N_HALF, 0, 1.0)
+
+
+@njit
+def sums_calls(WT, A, row_sets, H):
+    """Layer 1's eq. 25 sums (``transposed.input_sums``) over the first N_HALF inputs, once per row set."""
+    for i in range(row_sets.shape[0]):
+        input_sums(WT, A, row_sets[i], H, 0, N_HALF, 0)
+
+
+@njit
+def stage_calls(n, theta, layout, cost_code, Y, rows, ident, ws, T):
+    """n times the examples' stage of share 0 of 2 (``kernels._forward_and_back_share``)."""
+    for _ in range(n):
+        _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, 0, 2, 1.0, T)
+
+
+def seconds_per_call(call, n_calls, repeats):
+    """Median over ``repeats`` of the time of ``call()`` divided by n_calls (after one untimed call)."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) / n_calls)
+    return float(np.median(times))
+
+
+def fma_peak(dtype, repeats, rounds=PEAK_ROUNDS):
+    """One core's rate of vector FMAs held in registers, FLOP/s."""
+    V = np.full((CHAINS + 2, 16), 0.5, dtype)
+    return 2 * 16 * CHAINS / seconds_per_call(lambda: fma_rounds(V, rounds), rounds, repeats)
+
+
+def layer1_pieces(X, dtype, repeats, calls, seed=0):
+    """{piece: seconds per call} for layer 1's update and its sums on rows in cache and on random rows of X
+    (n, 784) as ``dtype``; the layer's 30 units padded to 32 and every array starting a cache line, as in
+    training."""
+    rng = np.random.default_rng(seed)
+    A = aligned.ascontiguous(X, dtype)
+    WT, H, D = aligned_matrix(X.shape[1], LANES, A), aligned_matrix(M, LANES, A), aligned_matrix(M, LANES, A)
+    WT[:] = rng.standard_normal(WT.shape) * 0.1
+    D[:] = rng.standard_normal(D.shape) * 1e-3
+    hot = rng.integers(0, min(20, len(A)), (calls, M))
+    random_rows = rng.integers(0, len(A), (calls, M))
+    return {"update": seconds_per_call(lambda: update_calls(WT, A, hot, D), calls, repeats),
+            "sums, rows in cache": seconds_per_call(lambda: sums_calls(WT, A, hot, H), calls, repeats),
+            "sums, random rows": seconds_per_call(lambda: sums_calls(WT, A, random_rows, H), calls, repeats)}
+
+
+def examples_stage(X, y, dtype, repeats, calls):
+    """Seconds per call of one participant's examples' stage (5 of a mini-batch of 10) of the book's network in
+    cache, with layer 1 transposed as training keeps it."""
+    import fastbp
+    from fastbp import codegen, kernels
+    from fastbp.model import Trainer
+    codegen.start_numba_threads()
+    net = fastbp.MLP([X.shape[1], 30, 10], dtype=dtype, seed=0, n_threads=2)
+    trainer = Trainer(net, aligned.ascontiguous(X, dtype), y, batch_size=M, eta=3.0)
+    order = np.arange(len(trainer.X))
+    T = kernels.layer1_state(net._theta, net._layout, trainer.X, 1.0, order, M, 0, 1, trainer.ws, 2,
+                             kernels.SERIAL, True)
+    args = (net._theta, net._layout, net._cost_code, trainer.Y, order[:M], np.arange(M), trainer.ws, T)
+    return seconds_per_call(lambda: stage_calls(calls, *args), calls, repeats)
+
+
+def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size=compare.GEMM_SIZE):
+    """[{"piece", "dtype", "us", "rate", "of_peak"}]: the rows of the table (rate in FLOP/s, of_peak its share of
+    the core's FMA rate; None where they mean nothing)."""
+    flops = 2 * N_HALF * LANES * M
+    rows = []
+    for dtype in dtypes:
+        peak = fma_peak(dtype, repeats)
+        gemm = compare.gemm_peak(dtype, threads=1, n=gemm_size, repeats=repeats)
+        first = len(rows)
+        rows += [{"piece": "vector FMAs in registers (1 core)", "dtype": dtype, "us": None, "rate": peak},
+                 {"piece": f"NumPy {gemm_size}x{gemm_size} matmul (1 thread)", "dtype": dtype, "us": None,
+                  "rate": gemm}]
+        for piece, seconds in layer1_pieces(data.X, dtype, repeats, calls).items():
+            rows.append({"piece": f"layer 1 {piece}: {N_HALF} inputs x 32 units x {M} examples", "dtype": dtype,
+                         "us": seconds * 1e6, "rate": flops / seconds})
+        rows.append({"piece": f"examples' stage, {M // 2} of {M} examples, in cache", "dtype": dtype,
+                     "us": examples_stage(data.X, data.y, dtype, repeats, calls) * 1e6, "rate": None})
+        for row in rows[first:]:
+            row["of_peak"] = None if row["rate"] is None else row["rate"] / peak
+    return rows
+
+
+def format_limits(rows, markdown=False):
+    """The table as text (or a Markdown table)."""
+    header = ("piece", "dtype", "us", "GFLOP/s", "% of FMA peak")
+    body = [(r["piece"], r["dtype"], compare._fmt(r["us"], ".2f"),
+             compare._fmt(None if r["rate"] is None else r["rate"] / 1e9, ".1f"),
+             compare._fmt(None if r["of_peak"] is None else 100 * r["of_peak"], ".0f", "%")) for r in rows]
+    return compare._render(header, body, markdown, 2)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist", "random"))
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=2000, help="calls per timing")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    data = peers.load_bench_data(args.data)
+    print(data.note)
+    print(format_limits(measure_limits(data, repeats=args.repeats, calls=args.calls), args.markdown))
+
+
+if __name__ == "__main__":
+    main()
