@@ -8,7 +8,8 @@ sums over half of the 784 inputs (392 inputs x 32 units, the 30 padded, x 10 exa
 one core, next to the core's own limits: its rate of vector FMAs held in registers and NumPy's GEMM rate on one
 thread. Layer 1's sums are timed on rows the core has in cache and on random rows of the training set, as an epoch
 reads them: the difference is what reading the rows of random examples costs. ``bench/compare.py`` times the
-whole epochs; the pieces' sum against its time per mini-batch is what the two participants' meetings cost.
+whole epochs; their time per mini-batch less the pieces' sum is what the participants' two meetings cost and what
+the pieces lose by running inside the epoch (lines written by the other core, caches emptied by the other stage).
 """
 import argparse
 import os
@@ -49,7 +50,7 @@ def fma_rounds(V, n):
 
 @njit
 def update_calls(WT, A, row_sets, D):
-    """Layer 1's BP3/BP4 step (``transposed.update_weights``, beta 1) over the first N_HALF inputs, once per
+    """Layer 1's BP4 step (``transposed.update_weights``, beta 1) over the first N_HALF inputs, once per
     row set; WT (784, 32), A (n, 784), row_sets (calls, M), D (M, 32)."""
     for i in range(row_sets.shape[0]):
         update_weights(WT, A, row_sets[i], D, 0, N_HALF, 0, 1.0)
