@@ -171,7 +171,10 @@ def prefetch(typingctx, ary, i, k):
 # in float64 trained faster without prefetching its float64 inputs, in paired A/B runs (float32 rows, the same code
 # in both, moved 0.95-1.02x): 1.06-1.13x on one thread at m = 10, 16 and 32 (six pairs), 0.94-1.07x on two;
 # prefetching them into L2 only instead of L1 was slower still (0.86-0.97x against none). float32 and 8-bit inputs,
-# half the lines or fewer, keep their prefetch (without it float32 trained 0.97-0.98x at m = 10).
+# half the lines or fewer, kept their prefetch (without it float32 trained 0.97-0.98x at m = 10). Since layer 1
+# trains transposed, float32 inputs train faster unprefetched there (``transposed_step``): 1.06-1.08x on two threads
+# and 1.06x on one at m = 10, 1.04x on two at m = 32; 8-bit inputs keep it (without: 0.91x on one thread, 0.98-1.01x
+# on two), and so does the row-major path ([784, 256, 128, 10] at m = 128 in float32: 0.97x without).
 PREFETCH_MAX_ITEMSIZE = 4
 
 
@@ -603,10 +606,11 @@ def transposed_first_sums(T, X, rows, batch, n_parts):
 @njit(cache=True)
 def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, rows_ahead, batch, ident, r, n_parts):
     """Share r of n_parts of layer 1's step on its transposed state T (``transposed``): the cells (half c, units
-    u .. u + LANES - 1) c-major, cut evenly. Each cell asks for its part of its half of the inputs X[rows_ahead],
-    updates its weights for the batch X[rows] (BP4; BP3 with the first half), then sums its units over its half of
-    the inputs X[rows_next] into H, where its share first makes its float copy of those inputs (where it keeps
-    one). b (n_1,), delta (m, n_1) layer 1's; ident = arange(>= m)."""
+    u .. u + LANES - 1) c-major, cut evenly. Each cell asks for its part of its half of the inputs X[rows_ahead]
+    where they are integers (float inputs, float32 too, trained faster unasked: see PREFETCH_MAX_ITEMSIZE), updates
+    its weights for the batch X[rows] (BP4; BP3 with the first half), then sums its units over its half of the
+    inputs X[rows_next] into H, where its share first makes its float copy of those inputs (where it keeps one).
+    b (n_1,), delta (m, n_1) layer 1's; ident = arange(>= m)."""
     WT, H, D, S = T
     m_cap, n_in, n_chunks = H.shape[0] // 2, WT.shape[0], WT.shape[1] // LANES
     m, m_next, n_out = rows.shape[0], rows_next.shape[0], b.shape[0]
@@ -622,7 +626,8 @@ def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, row
     A_next, A_next_rows = batch_inputs(X, rows_next, S[nxt:nxt + m_next], ident)
     for cell in range(c_lo, c_hi):
         c, u0, k0, k1 = transposed_cell(cell, WT, h)
-        prefetch_share(X, rows_ahead, k0, k1, u0 // LANES, n_chunks)
+        if S.shape[0] > 0:
+            prefetch_share(X, rows_ahead, k0, k1, u0 // LANES, n_chunks)
         update_weights(WT, A, A_rows, Dr, k0, k1, u0, beta_w)
         if c == 0:
             bias_step(delta, scale, 1.0, b, u0, min(n_out, u0 + LANES))
