@@ -22,8 +22,10 @@ from numba import njit
 if __package__ in (None, ""):  # run as a script: make ``bench`` (and a source tree's fastbp) importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import compare, peers  # noqa: E402
-from fastbp import aligned  # noqa: E402
+import fastbp  # noqa: E402
+from fastbp import aligned, codegen, kernels  # noqa: E402
 from fastbp.kernels import _forward_and_back_share  # noqa: E402
+from fastbp.model import Trainer  # noqa: E402
 from fastbp.simd import vfma, vload, vstore  # noqa: E402
 from fastbp.transposed import LANES, aligned_matrix, input_sums, update_weights  # noqa: E402
 
@@ -87,13 +89,11 @@ def fma_peak(dtype, repeats, rounds=PEAK_ROUNDS):
     return 2 * 16 * CHAINS / seconds_per_call(lambda: fma_rounds(V, rounds), rounds, repeats)
 
 
-def layer1_pieces(X, dtype, repeats, calls, seed=0):
-    """{piece: seconds per call} for layer 1's update and its sums on rows in cache and on random rows of X
-    (n, 784) as ``dtype``; the layer's 30 units padded to 32 and every array starting a cache line, as in
-    training."""
+def layer1_pieces(A, repeats, calls, seed=0):
+    """{piece: seconds per call} for layer 1's update and its sums on rows in cache and on random rows of A
+    (n, 784), C-contiguous from a cache line; the layer's 30 units padded to 32, as in training."""
     rng = np.random.default_rng(seed)
-    A = aligned.ascontiguous(X, dtype)
-    WT, H, D = aligned_matrix(X.shape[1], LANES, A), aligned_matrix(M, LANES, A), aligned_matrix(M, LANES, A)
+    WT, H, D = aligned_matrix(A.shape[1], LANES, A), aligned_matrix(M, LANES, A), aligned_matrix(M, LANES, A)
     WT[:] = rng.standard_normal(WT.shape) * 0.1
     D[:] = rng.standard_normal(D.shape) * 1e-3
     hot = rng.integers(0, min(20, len(A)), (calls, M))
@@ -103,15 +103,12 @@ def layer1_pieces(X, dtype, repeats, calls, seed=0):
             "sums, random rows": seconds_per_call(lambda: sums_calls(WT, A, random_rows, H), calls, repeats)}
 
 
-def examples_stage(X, y, dtype, repeats, calls):
+def examples_stage(A, y, repeats, calls):
     """Seconds per call of one participant's examples' stage (5 of a mini-batch of 10) of the book's network in
-    cache, with layer 1 transposed as training keeps it."""
-    import fastbp
-    from fastbp import codegen, kernels
-    from fastbp.model import Trainer
+    cache, in A's float type, with layer 1 transposed as training keeps it; A (n, 784) as ``layer1_pieces``."""
     codegen.start_numba_threads()
-    net = fastbp.MLP([X.shape[1], 30, 10], dtype=dtype, seed=0, n_threads=2)
-    trainer = Trainer(net, aligned.ascontiguous(X, dtype), y, batch_size=M, eta=3.0)
+    net = fastbp.MLP([A.shape[1], 30, 10], dtype=A.dtype, seed=0, n_threads=2)
+    trainer = Trainer(net, A, y, batch_size=M, eta=3.0)
     order = np.arange(len(trainer.X))
     T = kernels.layer1_state(net._theta, net._layout, trainer.X, 1.0, order, M, 0, 1, trainer.ws, 2,
                              kernels.SERIAL, True)
@@ -127,15 +124,15 @@ def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size
     for dtype in dtypes:
         peak = fma_peak(dtype, repeats)
         gemm = compare.gemm_peak(dtype, threads=1, n=gemm_size, repeats=repeats)
-        first = len(rows)
+        first, A = len(rows), aligned.ascontiguous(data.X, dtype)
         rows += [{"piece": "vector FMAs in registers (1 core)", "dtype": dtype, "us": None, "rate": peak},
                  {"piece": f"NumPy {gemm_size}x{gemm_size} matmul (1 thread)", "dtype": dtype, "us": None,
                   "rate": gemm}]
-        for piece, seconds in layer1_pieces(data.X, dtype, repeats, calls).items():
-            rows.append({"piece": f"layer 1 {piece}: {N_HALF} inputs x 32 units x {M} examples", "dtype": dtype,
+        for piece, seconds in layer1_pieces(A, repeats, calls).items():
+            rows.append({"piece": f"layer 1 {piece}: {N_HALF} inputs x {LANES} units x {M} examples", "dtype": dtype,
                          "us": seconds * 1e6, "rate": flops / seconds})
         rows.append({"piece": f"examples' stage, {M // 2} of {M} examples, in cache", "dtype": dtype,
-                     "us": examples_stage(data.X, data.y, dtype, repeats, calls) * 1e6, "rate": None})
+                     "us": examples_stage(A, data.y, repeats, calls) * 1e6, "rate": None})
         for row in rows[first:]:
             row["of_peak"] = None if row["rate"] is None else row["rate"] / peak
     return rows
