@@ -1,4 +1,5 @@
-"""What limits the book's setup on this machine: the pieces of one participant's mini-batch, each timed alone.
+"""What limits the book's setup on this machine: the pieces of one participant's mini-batch, each timed alone, and
+the epoch they make up on one core and on two.
 
     python bench/limits.py [--data fashion-mnist|random] [--repeats N] [--calls N] [--markdown]
 
@@ -7,15 +8,21 @@ sums over half of the 784 inputs (392 inputs x 32 units, the 30 padded, x 10 exa
 5 examples (layer 1's activation, layer 2's z and activation, BP1, BP2). This script times those pieces alone on
 one core, next to the core's own limits: its rate of vector FMAs held in registers and NumPy's GEMM rate on one
 thread. Layer 1's sums are timed on rows the core has in cache and on random rows of the training set, as an epoch
-reads them: the difference is what reading the rows of random examples costs. ``bench/compare.py`` times the
-whole epochs; their time per mini-batch less the pieces' sum is what the participants' two meetings cost and what
-the pieces lose by running inside the epoch (lines written by the other core, caches emptied by the other stage).
+reads them: the difference is what reading the rows of random examples costs. The pieces take their arrays as the
+epoch does (without reference counts), so their times add up to a participant's work.
+
+Then the epoch itself, per mini-batch: the one-region epoch on two threads (a participant's time), the same
+epoch on one thread, whose one participant computes both shares (per share: what a participant's work costs on
+one core, all of it in sequence), and the one-thread epoch that fastbp runs on one thread. What a participant
+takes on two threads beyond a share on one core is what working on two cores costs: the meetings and the lines
+that move between the cores.
 """
 import argparse
 import os
 import sys
 import time
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -24,9 +31,11 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` (and a source t
 from bench import compare, peers  # noqa: E402
 import fastbp  # noqa: E402
 from fastbp import aligned, codegen, kernels  # noqa: E402
-from fastbp.kernels import _forward_and_back_share  # noqa: E402
-from fastbp.model import Trainer  # noqa: E402
+from fastbp.kernels import _forward_and_back_share, unowned  # noqa: E402
+from fastbp.inputs import kernel_inputs  # noqa: E402
+from fastbp.model import PARALLEL_MIN_WORK, Trainer  # noqa: E402
 from fastbp.simd import vfma, vload, vstore  # noqa: E402
+from fastbp.threads import using_threads  # noqa: E402
 from fastbp.transposed import LANES, aligned_matrix, input_sums, update_weights  # noqa: E402
 
 N_HALF = 392  # half of the book's 784 inputs: one participant's share of layer 1 on two threads
@@ -54,6 +63,7 @@ def fma_rounds(V, n):
 def update_calls(WT, A, row_sets, D):
     """Layer 1's BP4 step (``transposed.update_weights``, beta 1) over the first N_HALF inputs, once per
     row set; WT (784, 32), A (n, 784), row_sets (calls, M), D (M, 32)."""
+    WT, A, row_sets, D = unowned(WT), unowned(A), unowned(row_sets), unowned(D)
     for i in range(row_sets.shape[0]):
         update_weights(WT, A, row_sets[i], D, 0, N_HALF, 0, 1.0)
 
@@ -61,13 +71,19 @@ def update_calls(WT, A, row_sets, D):
 @njit
 def sums_calls(WT, A, row_sets, H):
     """Layer 1's eq. 25 sums (``transposed.input_sums``) over the first N_HALF inputs, once per row set."""
+    WT, A, row_sets, H = unowned(WT), unowned(A), unowned(row_sets), unowned(H)
     for i in range(row_sets.shape[0]):
         input_sums(WT, A, row_sets[i], H, 0, N_HALF, 0)
 
 
 @njit
 def stage_calls(n, theta, layout, cost_code, Y, rows, ident, ws, T):
-    """n times the examples' stage of share 0 of 2 (``kernels._forward_and_back_share``)."""
+    """n times the examples' stage of share 0 of 2 (``kernels._forward_and_back_share``), on arrays without
+    reference counts as the epoch passes them (with them, each view the stage takes costs two atomic operations:
+    1.8-1.9 us per call instead of 1.1-1.2 in float64)."""
+    theta, layout, Y, rows, ident, ws = unowned(theta), unowned(layout), unowned(Y), unowned(rows), unowned(ident), \
+        unowned(ws)
+    T = (unowned(T[0]), unowned(T[1]), unowned(T[2]), unowned(T[3]))
     for _ in range(n):
         _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, 0, 2, 1.0, T)
 
@@ -107,7 +123,7 @@ def examples_stage(A, y, repeats, calls):
     """Seconds per call of one participant's examples' stage (5 of a mini-batch of 10) of the book's network in
     cache, in A's float type, with layer 1 transposed as training keeps it; A (n, 784) as ``layer1_pieces``."""
     codegen.start_numba_threads()
-    net = fastbp.MLP([A.shape[1], 30, 10], dtype=A.dtype, seed=0, n_threads=2)
+    net = fastbp.MLP([A.shape[1], 30, 10], dtype=A.dtype, seed=0, n_threads=1)  # the stage runs on one core
     trainer = Trainer(net, A, y, batch_size=M, eta=3.0)
     order = np.arange(len(trainer.X))
     T = kernels.layer1_state(net._theta, net._layout, trainer.X, 1.0, order, M, 0, 1, trainer.ws, 2,
@@ -116,7 +132,43 @@ def examples_stage(A, y, repeats, calls):
     return seconds_per_call(lambda: stage_calls(calls, *args), calls, repeats)
 
 
-def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size=compare.GEMM_SIZE):
+def epoch_shares(A, y, repeats, n_batches=3000, seed=0):
+    """{way: us} for the book's network's epoch in A's float type on random mini-batches of M rows of A (as
+    ``layer1_pieces``), the three ways taking turns: a mini-batch of the one-region epoch on two threads (None
+    where Numba has one thread), half a mini-batch of it on one thread (one share), and half a mini-batch of
+    the one-thread epoch."""
+    codegen.start_numba_threads()
+    n_batches = min(n_batches, len(A) // M)
+    net = fastbp.MLP([A.shape[1], 30, 10], dtype=A.dtype, seed=seed, n_threads=1)
+    trainer = Trainer(net, A, y, batch_size=M, eta=3.0)
+    X, x_scale = kernel_inputs(trainer.X)
+    rng = np.random.default_rng(seed)
+
+    def per_batch(way, order):
+        head = (net._theta, net._layout, net._cost_code, X, x_scale, trainer.Y, order, M, 0, n_batches)
+        with using_threads(1 if way != "two threads" else 2):
+            start = time.perf_counter()
+            if way == "one thread":
+                kernels.train_epoch(*head, trainer.opt, trainer.hyper, trainer.grad, trainer.state, trainer.ws,
+                                    np.iinfo(np.int64).max)
+            else:
+                kernels.train_epoch_shared(*head, trainer.hyper, trainer.ws, PARALLEL_MIN_WORK, 2)
+            return (time.perf_counter() - start) / n_batches
+
+    ways = ["one region, one thread", "one thread"]
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        ways.insert(0, "two threads")
+    times = {way: [] for way in ways}
+    for i in range(repeats + 1):
+        for way in ways:
+            seconds = per_batch(way, rng.permutation(len(A))[:n_batches * M])
+            if i > 0:  # the first round compiles and warms up
+                times[way].append(seconds)
+    halves = {"two threads": 1, "one region, one thread": 2, "one thread": 2}
+    return {way: (float(np.median(times[way])) * 1e6 / halves[way] if way in times else None) for way in halves}
+
+
+def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size=compare.GEMM_SIZE, epoch_batches=3000):
     """[{"piece", "dtype", "us", "rate", "of_peak"}]: the rows of the table (rate in FLOP/s, of_peak its share of
     the core's FMA rate; None where they mean nothing)."""
     flops = 2 * N_HALF * LANES * M
@@ -133,6 +185,13 @@ def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size
                          "us": seconds * 1e6, "rate": flops / seconds})
         rows.append({"piece": f"examples' stage, {M // 2} of {M} examples, in cache", "dtype": dtype,
                      "us": examples_stage(A, data.y, repeats, calls) * 1e6, "rate": None})
+        epoch = epoch_shares(A, data.y, repeats, epoch_batches)
+        rows += [{"piece": f"one-region epoch, 2 threads: a mini-batch of {M} (a participant's time)", "dtype": dtype,
+                  "us": epoch["two threads"], "rate": None},
+                 {"piece": "one-region epoch, 1 thread: half a mini-batch (one share)", "dtype": dtype,
+                  "us": epoch["one region, one thread"], "rate": None},
+                 {"piece": "one-thread epoch: half a mini-batch", "dtype": dtype, "us": epoch["one thread"],
+                  "rate": None}]
         for row in rows[first:]:
             row["of_peak"] = None if row["rate"] is None else row["rate"] / peak
     return rows

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+import numba
 import numpy as np
 import pytest
 
@@ -216,9 +217,12 @@ def test_limits_table_times_every_piece_against_the_core_peak():
     data = peers.random_data(300, 784, seed=2)
     rows = limits.measure_limits(data, dtypes=("float64",), repeats=1, calls=3, gemm_size=64)
     pieces = [r["piece"] for r in rows]
-    assert len(pieces) == 6 and pieces[0].startswith("vector FMAs") and "random rows" in pieces[4]
+    assert len(pieces) == 9 and pieces[0].startswith("vector FMAs") and "random rows" in pieces[4]
     assert rows[0]["of_peak"] == 1.0 and all(r["rate"] > 0 for r in rows[:5])
-    assert all(r["us"] > 0 for r in rows[2:])
+    assert all(r["us"] > 0 for r in rows[2:6] + rows[7:])
+    assert "2 threads" in pieces[6] and "one share" in pieces[7] and pieces[8].startswith("one-thread epoch")
+    two_threads = rows[6]["us"]  # None where Numba runs one thread
+    assert (two_threads is None) == (numba.config.NUMBA_NUM_THREADS < 2) and (two_threads is None or two_threads > 0)
     assert all(r["rate"] * r["us"] * 1e-6 == pytest.approx(2 * 392 * 32 * 10) for r in rows[2:5])
     text = limits.format_limits(rows, markdown=True)
     assert text.count("\n") == len(rows) + 1 and "| examples' stage" in text
