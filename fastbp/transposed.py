@@ -89,11 +89,16 @@ def scaled_deltas(delta, s, D):
 
 @njit(cache=True)
 def stage_rows(X, rows, k0, k1, S):
-    """S[x, k] = X[rows[x], k] as S's float type, for k0 <= k < k1; X (n, n_in), rows (m,), S (m, >= k1)."""
+    """S[x, k] = X[rows[x], k] as S's float type, for k0 <= k < k1; X (n, n_in), rows (m,), S (m, >= k1).
+
+    Over a slice of each row, indexed from 0, which LLVM vectorises: indexed from k0 in the 2-D arrays, each
+    index kept its check for negative values and the copy of 392 8-bit inputs of 10 rows took 3.1-3.3 us against
+    0.12-0.22 (float32) and 0.36 (float64), on one core."""
+    n = k1 - k0
     for x in range(rows.shape[0]):
-        r = rows[x]
-        for k in range(k0, k1):
-            S[x, k] = X[r, k]
+        src, dst = X[rows[x], k0:k1], S[x, k0:k1]
+        for k in range(n):
+            dst[k] = src[k]
 
 
 @njit(cache=True)
