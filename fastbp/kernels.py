@@ -174,8 +174,9 @@ def prefetch(typingctx, ary, i, k):
 # half the lines or fewer, kept their prefetch (without it float32 trained 0.97-0.98x at m = 10). Since layer 1
 # trains transposed, float32 inputs train faster unprefetched there (``transposed_step``): 1.035-1.075x on two
 # threads and 1.06-1.11x on one at m = 10, 1.04-1.10x on two at m = 32 (on one 0.94x and 1.02x); 8-bit inputs keep
-# it (without: 0.91x on one thread, 0.98-1.01x on two), and so does the row-major path ([784, 256, 128, 10] at
-# m = 128 in float32: 0.97x without).
+# it (without: 0.91x on one thread, 0.98-1.01x on two; since their float copy vectorises, ``stage_rows``, 0.97x in
+# float64 on one and two threads, 1.00x and 1.01x in float32), and so does the row-major path
+# ([784, 256, 128, 10] at m = 128 in float32: 0.97x without).
 PREFETCH_MAX_ITEMSIZE = 4
 
 
