@@ -168,7 +168,8 @@ def epoch_shares(A, y, repeats, n_batches=3000, seed=0):
     return {way: (float(np.median(times[way])) * 1e6 / halves[way] if way in times else None) for way in halves}
 
 
-def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size=compare.GEMM_SIZE, epoch_batches=3000):
+def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size=compare.GEMM_SIZE,
+                   epoch_batches=3000):
     """[{"piece", "dtype", "us", "rate", "of_peak"}]: the rows of the table (rate in FLOP/s, of_peak its share of
     the core's FMA rate; None where they mean nothing)."""
     flops = 2 * N_HALF * LANES * M
@@ -186,8 +187,8 @@ def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size
         rows.append({"piece": f"examples' stage, {M // 2} of {M} examples, in cache", "dtype": dtype,
                      "us": examples_stage(A, data.y, repeats, calls) * 1e6, "rate": None})
         epoch = epoch_shares(A, data.y, repeats, epoch_batches)
-        rows += [{"piece": f"one-region epoch, 2 threads: a mini-batch of {M} (a participant's time)", "dtype": dtype,
-                  "us": epoch["two threads"], "rate": None},
+        rows += [{"piece": f"one-region epoch, 2 threads: a mini-batch of {M} (a participant's time)",
+                  "dtype": dtype, "us": epoch["two threads"], "rate": None},
                  {"piece": "one-region epoch, 1 thread: half a mini-batch (one share)", "dtype": dtype,
                   "us": epoch["one region, one thread"], "rate": None},
                  {"piece": "one-thread epoch: half a mini-batch", "dtype": dtype, "us": epoch["one thread"],
