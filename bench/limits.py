@@ -119,12 +119,18 @@ def layer1_pieces(A, repeats, calls, seed=0):
             "sums, random rows": seconds_per_call(lambda: sums_calls(WT, A, random_rows, H), calls, repeats)}
 
 
+def book_trainer(A, y, seed=0):
+    """(MLP, Trainer) of the book's network in A's float type on A (n, 784) and labels y, mini-batches of M; the
+    kernels are called directly, with the thread count each timing sets (the model itself asks for one)."""
+    codegen.start_numba_threads()
+    net = fastbp.MLP([A.shape[1], 30, 10], dtype=A.dtype, seed=seed, n_threads=1)
+    return net, Trainer(net, A, y, batch_size=M, eta=3.0)
+
+
 def examples_stage(A, y, repeats, calls):
     """Seconds per call of one participant's examples' stage (5 of a mini-batch of 10) of the book's network in
     cache, in A's float type, with layer 1 transposed as training keeps it; A (n, 784) as ``layer1_pieces``."""
-    codegen.start_numba_threads()
-    net = fastbp.MLP([A.shape[1], 30, 10], dtype=A.dtype, seed=0, n_threads=1)  # the stage runs on one core
-    trainer = Trainer(net, A, y, batch_size=M, eta=3.0)
+    net, trainer = book_trainer(A, y)
     order = np.arange(len(trainer.X))
     T = kernels.layer1_state(net._theta, net._layout, trainer.X, 1.0, order, M, 0, 1, trainer.ws, 2,
                              kernels.SERIAL, True)
@@ -137,10 +143,8 @@ def epoch_shares(A, y, repeats, n_batches=3000, seed=0):
     ``layer1_pieces``), the three ways taking turns: a mini-batch of the one-region epoch on two threads (None
     where Numba has one thread), half a mini-batch of it on one thread (one share), and half a mini-batch of
     the one-thread epoch."""
-    codegen.start_numba_threads()
     n_batches = min(n_batches, len(A) // M)
-    net = fastbp.MLP([A.shape[1], 30, 10], dtype=A.dtype, seed=seed, n_threads=1)
-    trainer = Trainer(net, A, y, batch_size=M, eta=3.0)
+    net, trainer = book_trainer(A, y, seed)
     X, x_scale = kernel_inputs(trainer.X)
     rng = np.random.default_rng(seed)
 
