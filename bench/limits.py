@@ -16,6 +16,10 @@ epoch on one thread, whose one participant computes both shares (per share: what
 one core, all of it in sequence), and the one-thread epoch that fastbp runs on one thread. What a participant
 takes on two threads beyond a share on one core is what working on two cores costs: the meetings and the lines
 that move between the cores.
+
+Last, what moving lines between the cores costs by itself: two threads hand a counter's line back and forth, and
+one core writes LINES_MOVED lines that the other then reads (about as many as a participant of the float64 epoch
+reads from the other core per mini-batch of 10), next to the same writes and reads on one core.
 """
 import argparse
 import os
@@ -24,22 +28,25 @@ import time
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 if __package__ in (None, ""):  # run as a script: make ``bench`` (and a source tree's fastbp) importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import compare, peers  # noqa: E402
 import fastbp  # noqa: E402
 from fastbp import aligned, codegen, kernels  # noqa: E402
-from fastbp.kernels import _forward_and_back_share, unowned  # noqa: E402
+from fastbp.kernels import _atomic_add, _atomic_read, _forward_and_back_share, _spin_pause, unowned  # noqa: E402
 from fastbp.inputs import kernel_inputs  # noqa: E402
 from fastbp.model import PARALLEL_MIN_WORK, Trainer  # noqa: E402
 from fastbp.simd import vfma, vload, vstore  # noqa: E402
-from fastbp.threads import using_threads  # noqa: E402
+from fastbp.threads import available_cores, using_threads  # noqa: E402
 from fastbp.transposed import LANES, aligned_matrix, input_sums, update_weights  # noqa: E402
 
 N_HALF = 392  # half of the book's 784 inputs: one participant's share of layer 1 on two threads
 M = 10  # the book's mini-batch
+LINES_MOVED = 90  # a float64 participant's reads per mini-batch of 10 written by the other core: the other half's
+# sums of its 5 examples (20 lines), the other's deltas of layer 1 (20) and of layer 2 with its activations of
+# layer 1 (27), for layer 2's update, and the 6 (or 4) rows of layer 2's weights that the other updated (23)
 CHAINS = 12  # independent FMA chains in the peak loop: more than latency x throughput (4 x 2) needs
 PEAK_ROUNDS = 2_000_000
 
@@ -86,6 +93,57 @@ def stage_calls(n, theta, layout, cost_code, Y, rows, ident, ws, T):
     T = (unowned(T[0]), unowned(T[1]), unowned(T[2]), unowned(T[3]))
     for _ in range(n):
         _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, 0, 2, 1.0, T)
+
+
+@njit(parallel=True, fastmath=True)
+def relay(counters, data, rounds, n_lines):
+    """``rounds`` times, in turn: participant 0 writes n_lines cache lines of ``data`` (float64, from a line), then
+    participant 1 reads them; each hands over to the other through counters[0], a line of its own. Needs two
+    threads on two cores. counters (>= 24,) int64, zero on entry."""
+    for p in prange(2):
+        total = 0.0
+        for i in range(rounds):
+            while _atomic_read(counters, 0) != 2 * i + p:
+                _spin_pause()
+            if p == 0:
+                for k in range(8 * n_lines):
+                    data[k] = i
+            else:
+                for k in range(8 * n_lines):
+                    total += data[k]
+            _atomic_add(counters, 0, 1)
+        counters[8 + 8 * p] = np.int64(total)  # keeps the reads
+
+
+@njit(fastmath=True)
+def relay_one_core(data, rounds, n_lines):
+    """``relay``'s writes and reads, both on one core."""
+    total = 0.0
+    for i in range(rounds):
+        for k in range(8 * n_lines):
+            data[k] = i
+        for k in range(8 * n_lines):
+            total += data[k]
+    return total
+
+
+def line_moves(repeats, rounds):
+    """{way: us per round} of ``relay``: the handover alone, LINES_MOVED lines with it, and those lines' writes and
+    reads on one core; the first two None where Numba has one thread or the process one core."""
+    data, counters = aligned_matrix(1, 8 * LINES_MOVED, np.zeros(0)), np.zeros(24, np.int64)
+    data[:] = 0
+
+    def relayed(n_lines):
+        def call():
+            counters[:] = 0
+            relay(counters, data[0], rounds, n_lines)
+        with using_threads(2):
+            return seconds_per_call(call, rounds, repeats) * 1e6
+
+    two_cores = numba.config.NUMBA_NUM_THREADS >= 2 and available_cores() >= 2
+    return {"handover": relayed(0) if two_cores else None,
+            "lines": relayed(LINES_MOVED) if two_cores else None,
+            "one core": seconds_per_call(lambda: relay_one_core(data[0], rounds, LINES_MOVED), rounds, repeats) * 1e6}
 
 
 def seconds_per_call(call, n_calls, repeats):
@@ -199,6 +257,11 @@ def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size
                   "rate": None}]
         for row in rows[first:]:
             row["of_peak"] = None if row["rate"] is None else row["rate"] / peak
+    moves = line_moves(repeats, 10 * calls)
+    for piece, way in (("lines between the cores: a counter's line handed there and back", "handover"),
+                       (f"{LINES_MOVED} lines written on one core, then read on the other, handed over", "lines"),
+                       (f"the same {LINES_MOVED} lines written, then read, on one core", "one core")):
+        rows.append({"piece": piece, "dtype": "float64", "us": moves[way], "rate": None, "of_peak": None})
     return rows
 
 

@@ -13,6 +13,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench import compare, peers  # noqa: E402
+from fastbp.threads import available_cores  # noqa: E402
 
 HAS_TORCH = peers.torch_version() is not None
 SETUPS = ("book", "large")
@@ -217,12 +218,16 @@ def test_limits_table_times_every_piece_against_the_core_peak():
     data = peers.random_data(300, 784, seed=2)
     rows = limits.measure_limits(data, dtypes=("float64",), repeats=1, calls=3, gemm_size=64)
     pieces = [r["piece"] for r in rows]
-    assert len(pieces) == 9 and pieces[0].startswith("vector FMAs") and "random rows" in pieces[4]
+    assert len(pieces) == 12 and pieces[0].startswith("vector FMAs") and "random rows" in pieces[4]
     assert rows[0]["of_peak"] == 1.0 and all(r["rate"] > 0 for r in rows[:5])
-    assert all(r["us"] > 0 for r in rows[2:6] + rows[7:])
+    assert all(r["us"] > 0 for r in rows[2:6] + rows[7:9])
     assert "2 threads" in pieces[6] and "one share" in pieces[7] and pieces[8].startswith("one-thread epoch")
     two_threads = rows[6]["us"]  # None where Numba runs one thread
     assert (two_threads is None) == (numba.config.NUMBA_NUM_THREADS < 2) and (two_threads is None or two_threads > 0)
+    assert "handed there and back" in pieces[9] and "read on the other" in pieces[10] and "on one core" in pieces[11]
+    two_cores = numba.config.NUMBA_NUM_THREADS >= 2 and available_cores() >= 2
+    assert all((r["us"] is None) != two_cores and (r["us"] is None or r["us"] > 0) for r in rows[9:11])
+    assert rows[11]["us"] > 0 and all(r["rate"] is None and r["of_peak"] is None for r in rows[9:])
     assert all(r["rate"] * r["us"] * 1e-6 == pytest.approx(2 * 392 * 32 * 10) for r in rows[2:5])
     text = limits.format_limits(rows, markdown=True)
     assert text.count("\n") == len(rows) + 1 and "| examples' stage" in text
