@@ -650,6 +650,42 @@ def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_
     partial_input_units(W, b, X, x_scale, rows_next, Z, j0, j1, zero, n_in, zero, np.bool_(True))
 
 
+@njit(cache=True)
+def staged_update_and_forward(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, S, ident, g0, g1,
+                              n_par_min):
+    """Layer 1's SGD step (BP3, BP4) for the batch X[rows], then its weighted input for X[rows_next] into Z, for
+    the units of groups g0 .. g1-1 of four, where the inputs are integers and the two run one after the other
+    (``layer1_fuses`` is false; layer 1 not transposed): block by block of examples (``example_block``), each
+    block's rows first copied as floats into S (>= block, >= n_0) (``stage_rows``), so that the tiles read floats
+    instead of converting each input. Every path takes it alike, so the bits still do not depend on the thread
+    count; against the tiles that convert, a few z may differ in their last bit (LLVM vectorises a tile's sums in
+    an order that may depend on the inputs' type). delta (m, n_1), Z (m', n_1), ident = arange(>= m, m'); over
+    the groups in parallel where the batch's work reaches n_par_min.
+
+    On [784, 256, 128, 10] at m = 128 (2 threads, paired runs) the 8-bit pixels trained 1.21x faster in float32
+    and 1.13x in float64 than converted inside the tiles, as fast as float inputs."""
+    n_in = W.shape[1]
+    for step in range(2):
+        batch = rows if step == 0 else rows_next
+        m = batch.shape[0]
+        par = m * W.size >= n_par_min
+        xb = example_block(m, n_in, W.itemsize)
+        for x0 in range(0, m, xb):
+            x1 = min(x0 + xb, m)
+            stage_rows(X, batch[x0:x1], 0, n_in, S)
+            A, A_rows = S, ident[:x1 - x0]
+            if step == 1 and par:
+                weighted_input_par(W, b, A, x_scale, A_rows, Z[x0:x1], g0, g1)
+            elif step == 1:
+                weighted_input(W, b, A, x_scale, A_rows, Z[x0:x1], g0, g1)
+            elif par:
+                accumulate_bp34_par(delta[x0:x1], A, x_scale, A_rows, scale, beta_w if x0 == 0 else 1.0, 1.0, W, b,
+                                    g0, g1)
+            else:
+                accumulate_bp34(delta[x0:x1], A, x_scale, A_rows, scale, beta_w if x0 == 0 else 1.0, 1.0, W, b, g0,
+                                g1)
+
+
 def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead):
     """Layer 1's SGD update for this batch fused with its weighted input for the next one:
 
@@ -1215,6 +1251,9 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
             update_and_forward_layer1_par(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead)
         else:
             update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead)
+    elif T[3].shape[0] > 0:
+        staged_update_and_forward(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, T[3],
+                                  np.arange(max(m, m_next)), 0, unit_groups(W), n_par_min)
     else:
         layer_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, n_par_min)
         layer_forward(W, b, X, x_scale, rows_next, Z, n_par_min)
@@ -1389,6 +1428,10 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
             for g in range(g0, g1):
                 update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next,
                                          rows_ahead, g, n_groups)
+        elif T[3].shape[0] > 0:
+            cap = T[3].shape[0] // n_parts
+            staged_update_and_forward(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next,
+                                      T[3][r * cap:(r + 1) * cap], ident, g0, g1, SERIAL)
         else:
             accumulate_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, g0, g1)
             weighted_input(W, b, X, x_scale, rows_next, Z_next, g0, g1)
@@ -1448,14 +1491,22 @@ train_batches_shared = njit(cache=True, parallel=True)(_train_batches_shared)
 def layer1_state(theta, layout, X, x_scale, order, batch_size, first_batch, stop_batch, ws, n_parts, n_par_min,
                  transposes):
     """Before mini-batch first_batch of an epoch call: layer 1's transposed state (``transposed``) where
-    ``transposes``, with the half-sums of that mini-batch, else an empty one and that mini-batch's z in ``ws``."""
+    ``transposes``, with the half-sums of that mini-batch, else that mini-batch's z in ``ws`` and a state without
+    weights (``no_transposed``), whose S holds a block of examples' float inputs per share (``example_block`` rows
+    of n_0, rounded up to a cache line, each share's from a line) where the inputs are integers and layer 1's two
+    steps are not fused (``staged_update_and_forward``)."""
     rows = batch_rows(order, batch_size, first_batch, stop_batch)[0]
-    m = rows.shape[0]
+    m, bs = rows.shape[0], min(batch_size, order.shape[0])
     W, b = weight(theta, layout, 1), bias(theta, layout, 1)
     if not transposes:
         layer_forward(W, b, X, x_scale, rows, block(ws, layout, 1, Z_PART, m), n_par_min)
-        return no_transposed(W)
-    T = transposed(W, X, min(batch_size, order.shape[0]), n_parts)
+        T = no_transposed(W)
+        if stages_inputs(X, W) and not layer1_fuses(W, bs, bs):
+            per_line = max(1, 64 // W.itemsize)
+            T = (T[0], T[1], T[2], aligned_matrix(n_parts * example_block(bs, W.shape[1], W.itemsize),
+                                                  (W.shape[1] + per_line - 1) // per_line * per_line, W))
+        return T
+    T = transposed(W, X, bs, n_parts)
     transposed_first_sums(T, X, rows, first_batch, n_parts)
     return T
 

@@ -67,6 +67,49 @@ def test_scaled_inputs_same_bits_whatever_the_thread_count(rng, dtype):
     np.testing.assert_array_equal(*results)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_par_min", [np.iinfo(np.int64).max, 0], ids=["serial", "parallel"])
+def test_staged_layer1_step_matches_converting_inside_the_tiles(rng, dtype, n_par_min):
+    """Layer 1's unfused step on 8-bit inputs copies each block of examples into floats first
+    (kernels.staged_update_and_forward): the values of the tiles that convert each input as they read it, to
+    the rounding of their sums (LLVM may vectorise a sum in another order for another input type)."""
+    from fastbp import kernels
+    n_out, n_in, m = 10, 3000, 47  # blocks of 10 examples in float64 and of 30 in float32 (example_block)
+    X, scale = pixels(rng, 60, n_in), 1 / 255
+    rows, rows_next = rng.permutation(60)[:m], rng.permutation(60)[:m - 4]
+    W0, b0 = rng.standard_normal((n_out, n_in)).astype(dtype), rng.standard_normal(n_out).astype(dtype)
+    delta = rng.standard_normal((m, n_out)).astype(dtype)
+    results = []
+    for staged in (False, True):
+        W, b, Z = W0.copy(), b0.copy(), np.zeros((m - 4, n_out), dtype)
+        if staged:
+            S = np.full((kernels.example_block(m, n_in, W.itemsize), n_in), np.nan, dtype)
+            kernels.staged_update_and_forward(W, b, X, scale, rows, delta, -0.3, 0.99, rows_next, Z, S, np.arange(m),
+                                              0, kernels.unit_groups(W), n_par_min)
+        else:
+            kernels.layer_bp34(delta, X, scale, rows, -0.3, 0.99, 1.0, W, b, n_par_min)
+            kernels.layer_forward(W, b, X, scale, rows_next, Z, n_par_min)
+        results.append((W, b, Z))
+    assert kernels.example_block(m, n_in, np.dtype(dtype).itemsize) < m  # several blocks
+    assert not np.array_equal(results[0][0], W0) and np.isfinite(results[0][2]).all()
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=0, atol=16 * np.finfo(dtype).eps * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_integer_inputs_get_float_copies_only_where_layer1_steps_are_not_fused(dtype):
+    from fastbp import kernels
+    net = MLP([784, 30, 10], dtype=dtype, seed=0)
+    X8, X = np.zeros((300, 784), np.uint8), np.zeros((300, 784), dtype)
+    order, ws = np.arange(300), np.zeros(kernels.workspace_length(net._layout, 128), dtype)
+    for inputs, batch_size, copies in ((X8, 128, True), (X, 128, False), (X8, 1, False)):
+        T = kernels.layer1_state(net._theta, net._layout, inputs, 1.0, order, batch_size, 0, 2, ws, 2, 0, False)
+        assert T[0].size == 0 and (T[3].shape[0] > 0) == copies, (inputs.dtype, batch_size)
+        if copies:  # a block of examples per share, each row of the 784 inputs from a cache line
+            assert T[3].shape[0] == 2 * kernels.example_block(128, 784, net._theta.itemsize)
+            assert T[3].shape[1] * T[3].itemsize % 64 == 0 and T[3].ctypes.data % 64 == 0
+
+
 def test_validation_data_and_subsets(rng):
     values, y = pixels(rng, 120, 30), rng.integers(0, 3, 120)
     inputs = ScaledInputs(values, 0.5)

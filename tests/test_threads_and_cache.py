@@ -57,6 +57,7 @@ ONE_REGION_CASES = [
     ([50, 12, 4], ["relu", "sigmoid"], "cross-entropy", 16, 50, True),  # the same with 8-bit inputs
     ([64, 70, 5], "sigmoid", "quadratic", 16, 45, True),  # 6 cells of units x halves: shares of several cells
     ([64, 40, 5], "sigmoid", "quadratic", 22, 45, False),  # 4 cells; a last mini-batch of one example
+    ([3000, 20, 5, 3], "sigmoid", "quadratic", 65, 138, True),  # blocks of 8-bit inputs copied as floats first
 ]
 
 
