@@ -650,40 +650,43 @@ def update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_
     partial_input_units(W, b, X, x_scale, rows_next, Z, j0, j1, zero, n_in, zero, np.bool_(True))
 
 
-@njit(cache=True)
-def staged_update_and_forward(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, S, ident, g0, g1,
-                              n_par_min):
+def staged_update_and_forward(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, S, ident, g0, g1):
     """Layer 1's SGD step (BP3, BP4) for the batch X[rows], then its weighted input for X[rows_next] into Z, for
     the units of groups g0 .. g1-1 of four, where the inputs are integers and the two run one after the other
     (``layer1_fuses`` is false; layer 1 not transposed): block by block of examples (``example_block``), each
     block's rows first copied as floats into S (>= block, >= n_0) (``stage_rows``), so that the tiles read floats
     instead of converting each input. Every path takes it alike, so the bits still do not depend on the thread
     count; against the tiles that convert, a few z may differ in their last bit (LLVM vectorises a tile's sums in
-    an order that may depend on the inputs' type). delta (m, n_1), Z (m', n_1), ident = arange(>= m, m'); over
-    the groups in parallel where the batch's work reaches n_par_min.
+    an order that may depend on the inputs' type). delta (m, n_1), Z (m', n_1), ident = arange(>= m, m'). Serial:
+    where plain SGD runs on several threads, such a layer 1 always has the work of the one-region epoch
+    (``one_region_applies``), whose participants call this for their shares.
 
-    On [784, 256, 128, 10] at m = 128 (2 threads, paired runs) the 8-bit pixels trained 1.21x faster in float32
-    and 1.13x in float64 than converted inside the tiles, as fast as float inputs."""
-    n_in = W.shape[1]
-    for step in range(2):
-        batch = rows if step == 0 else rows_next
-        m = batch.shape[0]
-        par = m * W.size >= n_par_min
-        xb = example_block(m, n_in, W.itemsize)
-        for x0 in range(0, m, xb):
-            x1 = min(x0 + xb, m)
-            stage_rows(X, batch[x0:x1], 0, n_in, S)
-            A, A_rows = S, ident[:x1 - x0]
-            if step == 1 and par:
-                weighted_input_par(W, b, A, x_scale, A_rows, Z[x0:x1], g0, g1)
-            elif step == 1:
-                weighted_input(W, b, A, x_scale, A_rows, Z[x0:x1], g0, g1)
-            elif par:
-                accumulate_bp34_par(delta[x0:x1], A, x_scale, A_rows, scale, beta_w if x0 == 0 else 1.0, 1.0, W, b,
-                                    g0, g1)
-            else:
-                accumulate_bp34(delta[x0:x1], A, x_scale, A_rows, scale, beta_w if x0 == 0 else 1.0, 1.0, W, b, g0,
-                                g1)
+    On [784, 256, 128, 10] at m = 128 (paired runs) the 8-bit pixels trained 1.20x faster in float32 and 1.14x in
+    float64 on two threads (1.28x and 1.06x on one) than converted inside the tiles, as fast as float inputs.
+    Compiled only for integer inputs (float inputs are never copied: ``layer1_state``): compiled for every input
+    type, it added 3 s to the cold compile of every process."""
+
+
+@overload(staged_update_and_forward)
+def _staged_update_and_forward(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, S, ident, g0, g1):
+    if X.dtype == W.dtype:
+        return lambda W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, S, ident, g0, g1: None
+
+    def staged(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, S, ident, g0, g1):
+        n_in = W.shape[1]
+        for step in range(2):
+            batch = rows if step == 0 else rows_next
+            m = batch.shape[0]
+            xb = example_block(m, n_in, W.itemsize)
+            for x0 in range(0, m, xb):
+                x1 = min(x0 + xb, m)
+                stage_rows(X, batch[x0:x1], 0, n_in, S)
+                if step == 0:
+                    bw = beta_w if x0 == 0 else 1.0
+                    accumulate_bp34(delta[x0:x1], S, x_scale, ident[:x1 - x0], scale, bw, 1.0, W, b, g0, g1)
+                else:
+                    weighted_input(W, b, S, x_scale, ident[:x1 - x0], Z[x0:x1], g0, g1)
+    return staged
 
 
 def _update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead):
@@ -1253,7 +1256,7 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
             update_and_forward_layer1(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, rows_ahead)
     elif T[3].shape[0] > 0:
         staged_update_and_forward(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z, T[3],
-                                  np.arange(max(m, m_next)), 0, unit_groups(W), n_par_min)
+                                  np.arange(max(m, m_next)), 0, unit_groups(W))
     else:
         layer_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, n_par_min)
         layer_forward(W, b, X, x_scale, rows_next, Z, n_par_min)
@@ -1431,7 +1434,7 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
         elif T[3].shape[0] > 0:
             cap = T[3].shape[0] // n_parts
             staged_update_and_forward(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next,
-                                      T[3][r * cap:(r + 1) * cap], ident, g0, g1, SERIAL)
+                                      T[3][r * cap:(r + 1) * cap], ident, g0, g1)
         else:
             accumulate_bp34(delta, X, x_scale, rows, scale, beta_w, 1.0, W, b, g0, g1)
             weighted_input(W, b, X, x_scale, rows_next, Z_next, g0, g1)

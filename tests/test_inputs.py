@@ -5,6 +5,7 @@ import pytest
 
 from conftest import F64_ATOL, copy_params
 from fastbp import MLP, ScaledInputs, reference
+from fastbp.kernels import staged_update_and_forward
 
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba's pool has one thread here")
 
@@ -67,11 +68,15 @@ def test_scaled_inputs_same_bits_whatever_the_thread_count(rng, dtype):
     np.testing.assert_array_equal(*results)
 
 
+@numba.njit
+def staged_step(*args):
+    staged_update_and_forward(*args)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("n_par_min", [np.iinfo(np.int64).max, 0], ids=["serial", "parallel"])
-def test_staged_layer1_step_matches_converting_inside_the_tiles(rng, dtype, n_par_min):
+def test_staged_layer1_step_matches_converting_inside_the_tiles(rng, dtype):
     """Layer 1's unfused step on 8-bit inputs copies each block of examples into floats first
-    (kernels.staged_update_and_forward): the values of the tiles that convert each input as they read it, to
+    (kernels.staged_update_and_forward, reachable from jitted code only): the values of the tiles that convert each input as they read it, to
     the rounding of their sums (LLVM may vectorise a sum in another order for another input type)."""
     from fastbp import kernels
     n_out, n_in, m = 10, 3000, 47  # blocks of 10 examples in float64 and of 30 in float32 (example_block)
@@ -84,11 +89,11 @@ def test_staged_layer1_step_matches_converting_inside_the_tiles(rng, dtype, n_pa
         W, b, Z = W0.copy(), b0.copy(), np.zeros((m - 4, n_out), dtype)
         if staged:
             S = np.full((kernels.example_block(m, n_in, W.itemsize), n_in), np.nan, dtype)
-            kernels.staged_update_and_forward(W, b, X, scale, rows, delta, -0.3, 0.99, rows_next, Z, S, np.arange(m),
-                                              0, kernels.unit_groups(W), n_par_min)
+            staged_step(W, b, X, scale, rows, delta, -0.3, 0.99, rows_next, Z, S, np.arange(m), 0,
+                        kernels.unit_groups(W))
         else:
-            kernels.layer_bp34(delta, X, scale, rows, -0.3, 0.99, 1.0, W, b, n_par_min)
-            kernels.layer_forward(W, b, X, scale, rows_next, Z, n_par_min)
+            kernels.layer_bp34(delta, X, scale, rows, -0.3, 0.99, 1.0, W, b, kernels.SERIAL)
+            kernels.layer_forward(W, b, X, scale, rows_next, Z, kernels.SERIAL)
         results.append((W, b, Z))
     assert kernels.example_block(m, n_in, np.dtype(dtype).itemsize) < m  # several blocks
     assert not np.array_equal(results[0][0], W0) and np.isfinite(results[0][2]).all()
