@@ -557,11 +557,18 @@ def transposed(W, X, m, n_parts):
     (half c in rows c m ..); D (n_parts m, n_pad) each share's scaled deltas; S (2 n_parts m, n_0') each share's
     float copies of two mini-batches' inputs (mini-batch t in rows (2 r + t % 2) m ..; n_0' = n_0 rounded up to a
     cache line) where the inputs are not of W's type (``stages_inputs``), else S has no rows."""
-    n_pad, n_in = padded_units(W.shape[0]), W.shape[1]
-    per_line = max(1, 64 // W.itemsize)
+    n_pad = padded_units(W.shape[0])
     n_rows_s = 2 * n_parts * m if stages_inputs(X, W) else 0
     return (transposed_weights(W), aligned_matrix(2 * m, n_pad, W), aligned_matrix(n_parts * m, n_pad, W),
-            aligned_matrix(n_rows_s, (n_in + per_line - 1) // per_line * per_line, W))
+            input_copies(n_rows_s, W))
+
+
+@njit(cache=True)
+def input_copies(n_rows, W):
+    """Room for float copies of n_rows rows of layer 1's inputs (``stage_rows``): (n_rows, n_0') of W's type,
+    n_0' = n_0 rounded up to a cache line, from a line; W (n_1, n_0)."""
+    per_line = max(1, 64 // W.itemsize)
+    return aligned_matrix(n_rows, (W.shape[1] + per_line - 1) // per_line * per_line, W)
 
 
 @njit(cache=True)
@@ -1505,9 +1512,7 @@ def layer1_state(theta, layout, X, x_scale, order, batch_size, first_batch, stop
         layer_forward(W, b, X, x_scale, rows, block(ws, layout, 1, Z_PART, m), n_par_min)
         T = no_transposed(W)
         if stages_inputs(X, W) and not layer1_fuses(W, bs, bs):
-            per_line = max(1, 64 // W.itemsize)
-            T = (T[0], T[1], T[2], aligned_matrix(n_parts * example_block(bs, W.shape[1], W.itemsize),
-                                                  (W.shape[1] + per_line - 1) // per_line * per_line, W))
+            T = (T[0], T[1], T[2], input_copies(n_parts * example_block(bs, W.shape[1], W.itemsize), W))
         return T
     T = transposed(W, X, bs, n_parts)
     transposed_first_sums(T, X, rows, first_batch, n_parts)

@@ -76,8 +76,9 @@ def staged_step(*args):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_staged_layer1_step_matches_converting_inside_the_tiles(rng, dtype):
     """Layer 1's unfused step on 8-bit inputs copies each block of examples into floats first
-    (kernels.staged_update_and_forward, reachable from jitted code only): the values of the tiles that convert each input as they read it, to
-    the rounding of their sums (LLVM may vectorise a sum in another order for another input type)."""
+    (kernels.staged_update_and_forward, reachable from jitted code only): the values of the tiles that convert
+    each input as they read it, to the rounding of their sums (LLVM may vectorise a sum in another order for
+    another input type)."""
     from fastbp import kernels
     n_out, n_in, m = 10, 3000, 47  # blocks of 10 examples in float64 and of 30 in float32 (example_block)
     X, scale = pixels(rng, 60, n_in), 1 / 255
