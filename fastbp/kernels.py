@@ -1177,36 +1177,59 @@ def optimizer_step(opt, theta, grad, state, hyper, layout):
     opt: SGD, MOMENTUM, NESTEROV or ADAM; state (2, P) holds velocity (momentum) or the two moments (Adam);
     hyper (N_HYPER,) the scalars (ETA, L2 = lmbda/n, MU, BETA1, BETA2, EPS, ADAM_T; ADAM_T is advanced here).
     L2 regularisation adds lmbda/n * w to the weights' gradient (network2's rule), never to biases.
+    Each layer's weights and its biases go through ``step_values`` as slices of their own.
     """
-    eta, l2, mu = hyper[ETA], hyper[L2], hyper[MU]
-    dt = theta.dtype.type
+    step = 0.0
     if opt == ADAM:
         hyper[ADAM_T] += 1.0
         t = hyper[ADAM_T]
-        b1, b2 = hyper[BETA1], hyper[BETA2]
-        step = dt(eta * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
-        b1, b2, eps = dt(b1), dt(b2), dt(hyper[EPS])
+        step = hyper[ETA] * np.sqrt(1.0 - hyper[BETA2] ** t) / (1.0 - hyper[BETA1] ** t)
     for l in range(1, layout.shape[0]):
-        start = layout[l, W_OFF]
-        n_weights = layout[l, N] * layout[l - 1, N]
-        stop = layout[l, B_OFF] + layout[l, N]
-        for p in range(start, stop):
-            g = grad[p]
-            if p < start + n_weights and l2 != 0.0:
-                g += dt(l2) * theta[p]
+        w0, b0 = layout[l, W_OFF], layout[l, B_OFF]
+        w1, b1 = w0 + layout[l, N] * layout[l - 1, N], b0 + layout[l, N]
+        for p0, p1, l2 in ((w0, w1, hyper[L2]), (b0, b1, 0.0)):
             if opt == SGD:
-                theta[p] -= dt(eta) * g
-            elif opt == ADAM:
-                state[0, p] = b1 * state[0, p] + (1 - b1) * g
-                state[1, p] = b2 * state[1, p] + (1 - b2) * g * g
-                theta[p] -= step * state[0, p] / (np.sqrt(state[1, p]) + eps)
+                step_values(opt, theta[p0:p1], grad[p0:p1], theta[p0:p0], theta[p0:p0], hyper, l2, step)
             else:
-                v = dt(mu) * state[0, p] - dt(eta) * g
-                state[0, p] = v
-                if opt == NESTEROV:
-                    theta[p] += dt(mu) * v - dt(eta) * g
-                else:
-                    theta[p] += v
+                step_values(opt, theta[p0:p1], grad[p0:p1], state[0, p0:p1], state[1, p0:p1], hyper, l2, step)
+
+
+@njit(cache=True, error_model="numpy")
+def step_values(opt, theta, grad, v, s, hyper, l2, step):
+    """``optimizer_step`` on a slice of the parameters: theta, grad (n,), v and s (n,) the state's two rows (no
+    rows: SGD), l2 the L2 factor of these values (0 for biases), step Adam's step size for this update.
+
+    One loop per optimizer over slices indexed from 0, which LLVM vectorises: indexed by offset into the whole
+    vectors, with every optimizer's branch in the loop, it ran one value at a time (the book's network, float32:
+    an update took 21 us with momentum and 72 us with Adam). NumPy's error model lets Adam's division vectorise
+    (Python's checks each divisor for zero; Adam's is at least eps > 0). The arithmetic of each value is
+    unchanged."""
+    dt = theta.dtype.type
+    eta, mu, c, decay = dt(hyper[ETA]), dt(hyper[MU]), dt(l2), l2 != 0.0
+    n = theta.shape[0]
+    if opt == SGD:
+        for p in range(n):
+            g = grad[p] + c * theta[p] if decay else grad[p]
+            theta[p] -= eta * g
+    elif opt == ADAM:
+        b1, b2, eps, st = dt(hyper[BETA1]), dt(hyper[BETA2]), dt(hyper[EPS]), dt(step)
+        for p in range(n):
+            g = grad[p] + c * theta[p] if decay else grad[p]
+            v[p] = b1 * v[p] + (1 - b1) * g
+            s[p] = b2 * s[p] + (1 - b2) * g * g
+            theta[p] -= st * v[p] / (np.sqrt(s[p]) + eps)
+    elif opt == NESTEROV:
+        for p in range(n):
+            g = grad[p] + c * theta[p] if decay else grad[p]
+            u = mu * v[p] - eta * g
+            v[p] = u
+            theta[p] += mu * u - eta * g
+    else:
+        for p in range(n):
+            g = grad[p] + c * theta[p] if decay else grad[p]
+            u = mu * v[p] - eta * g
+            v[p] = u
+            theta[p] += u
 
 
 # -------------------------------------------------------------------------------------- entry points

@@ -4,7 +4,7 @@ import pytest
 from numba import njit
 
 from conftest import F32_RTOL, F64_ATOL, FD_RTOL, copy_params, softplus, softplus_prime
-from fastbp import MLP, reference
+from fastbp import MLP, kernels, reference
 from fastbp.gradcheck import gradcheck
 from fastbp.model import Trainer
 
@@ -246,3 +246,54 @@ def test_unowned_views_read_and_write_the_same_memory(rng):
     np.testing.assert_array_equal(a[:, 0], before[:, 0] + 1.0)
     np.testing.assert_array_equal(a[:, 1:], before[:, 1:])
     assert sys.getrefcount(a) == refs
+
+
+@njit
+def per_value_step(opt, theta, grad, state, hyper, layout):
+    """The optimizers' rules one parameter at a time, in the order of theta: the arithmetic to match."""
+    eta, l2, mu = hyper[kernels.ETA], hyper[kernels.L2], hyper[kernels.MU]
+    dt = theta.dtype.type
+    step, b1, b2, eps = dt(0), dt(0), dt(0), dt(0)
+    if opt == kernels.ADAM:
+        hyper[kernels.ADAM_T] += 1.0
+        t = hyper[kernels.ADAM_T]
+        step = dt(eta * np.sqrt(1.0 - hyper[kernels.BETA2] ** t) / (1.0 - hyper[kernels.BETA1] ** t))
+        b1, b2, eps = dt(hyper[kernels.BETA1]), dt(hyper[kernels.BETA2]), dt(hyper[kernels.EPS])
+    for l in range(1, layout.shape[0]):
+        start = layout[l, kernels.W_OFF]
+        n_weights = layout[l, kernels.N] * layout[l - 1, kernels.N]
+        for p in range(start, layout[l, kernels.B_OFF] + layout[l, kernels.N]):
+            g = grad[p]
+            if p < start + n_weights and l2 != 0.0:
+                g += dt(l2) * theta[p]
+            if opt == kernels.SGD:
+                theta[p] -= dt(eta) * g
+            elif opt == kernels.ADAM:
+                state[0, p] = b1 * state[0, p] + (1 - b1) * g
+                state[1, p] = b2 * state[1, p] + (1 - b2) * g * g
+                theta[p] -= step * state[0, p] / (np.sqrt(state[1, p]) + eps)
+            else:
+                v = dt(mu) * state[0, p] - dt(eta) * g
+                state[0, p] = v
+                theta[p] += dt(mu) * v - dt(eta) * g if opt == kernels.NESTEROV else v
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("opt", ["SGD", "MOMENTUM", "NESTEROV", "ADAM"])
+@pytest.mark.parametrize("lmbda_n", [0.0, 1e-3])
+def test_optimizer_step_computes_every_value_as_its_rule(rng, dtype, opt, lmbda_n):
+    """The vectorised optimizer step gives the bits of its rule applied one value at a time (odd layer sizes:
+    slices that end inside a vector; gradients over seven orders of magnitude)."""
+    net = MLP([37, 21, 9, 3], dtype=dtype, seed=3)
+    code, n_params = getattr(kernels, opt), net.params.size
+    thetas = [net.params.copy(), net.params.copy()]
+    states = [np.zeros((2, n_params) if code != kernels.SGD else (2, 1), dtype) for _ in range(2)]
+    hypers = [np.array([0.05, lmbda_n, 0.9, 0.9, 0.999, 1e-8, 0.0]) for _ in range(2)]
+    for _ in range(5):
+        grad = (rng.standard_normal(n_params) * 10.0 ** rng.integers(-6, 1, n_params)).astype(dtype)
+        kernels.optimizer_step(code, thetas[0], grad, states[0], hypers[0], net._layout)
+        per_value_step(code, thetas[1], grad, states[1], hypers[1], net._layout)
+    np.testing.assert_array_equal(thetas[0], thetas[1])
+    np.testing.assert_array_equal(states[0], states[1])
+    np.testing.assert_array_equal(hypers[0], hypers[1])
+    assert not np.array_equal(thetas[0], net.params)
