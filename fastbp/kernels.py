@@ -944,9 +944,10 @@ def times_sigma_prime(code, Z, A, delta):
     # LINEAR: sigma' = 1. SOFTMAX only occurs on the output layer, handled by output_delta.
 
 
-# An activation costs about as much as this many multiply-adds (an exp against a fused multiply-add): an
-# elementwise pass runs in parallel when ELEMENTWISE_COST * elements reaches the same threshold as the products.
-ELEMENTWISE_COST = 32
+# An elementwise pass runs in parallel when ELEMENTWISE_COST * elements reaches the threshold of the products
+# (``model.PARALLEL_MIN_WORK``): from 16,384 elements (an activation costs about as much as 32 multiply-adds,
+# an exp against a fused multiply-add; the rest is what a region costs against the products' regions).
+ELEMENTWISE_COST = 128
 ROWS_PER_CHUNK = 8
 
 
@@ -1400,15 +1401,15 @@ def fuses_layer1(opt, layout):
 
 
 @njit(cache=True)
-def one_region_applies(opt, layout, batch_size, n_par_min, n_threads):
+def one_region_applies(opt, layout, batch_size, min_work, n_threads):
     """Whether ``train_epoch_shared`` may stand in for ``train_epoch``: plain SGD with a hidden layer on more
-    than one thread; layer 1's work reaches half of n_par_min (the region costs less than a region per layer:
-    [784, 16, 10] at m = 10, just under n_par_min, trained 1.5x faster than on one thread, [200, 30, 10] 1.1x,
-    [64, 20, 10] 0.8x). Both paths take the same blocks of examples (``example_block``) and the same pairs, so
-    they compute every value the same way."""
+    than one thread; layer 1's multiply-adds per mini-batch reach min_work (``model.ONE_REGION_MIN_WORK``; the
+    region costs less than a region per layer: [784, 16, 10] at m = 10, 125,440 of them, trained 1.5x faster than
+    on one thread, [200, 30, 10] 1.1x, [64, 20, 10] 0.8x). Both paths take the same blocks of examples
+    (``example_block``) and the same pairs, so they compute every value the same way."""
     if not fuses_layer1(opt, layout) or n_threads <= 1:
         return False
-    return batch_size * layout[1, N] * layout[0, N] >= n_par_min // 2
+    return batch_size * layout[1, N] * layout[0, N] >= min_work
 
 
 @njit(cache=True)

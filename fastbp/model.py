@@ -18,11 +18,17 @@ from .validation import (check_bool, check_choice, check_dtype, check_float, che
                          check_scaled_inputs, check_sizes, check_targets)
 
 # Layers with at least this many multiply-adds per batch (m * n_in * n_out) run their parallel kernel; below
-# it, starting a parallel region (a few microseconds) costs more than the second core gives back. Measured on
-# 2 cores, [784, 30, 10] with mini-batch 10 (235,200 per layer-1 batch), medians of 21 epochs side by side:
-# 2 threads vs 1 gain 1.2x in float32 with the fused layer-1 step (3.11 vs 3.70 us/example), and a threshold
-# of 1 << 18 (float32 book setup serial) lost that; float64 gains 1.1-1.4x.
-PARALLEL_MIN_WORK = 1 << 17
+# it, a parallel region per layer (a few microseconds to open, and each core reads every input row) costs more
+# than the second core gives back. On a 2-core AMD EPYC (Zen 4), paired runs on 2 threads, same bits: with
+# 1 << 17 momentum and Adam trained the book's [784, 30, 10] at m = 10 (235,200 per layer-1 batch) 0.63x and
+# 0.72x as fast as on one thread, [784, 100, 10] at m = 10 (784,000) 0.67x, and [784, 30, 10] at m = 32 with Adam
+# about 0.45x; with 1 << 21 they run as on one thread (0.99-1.01x), while [784, 100, 10] at m = 32 (2.5 million)
+# keeps its gain (1.22x against 1.28x) and [784, 256, 128, 10] at m = 128 its (1.73x against 1.62x). Evaluation
+# moved 0.99-1.02x. Plain SGD with a hidden layer takes one region per call instead (ONE_REGION_MIN_WORK).
+PARALLEL_MIN_WORK = 1 << 21
+# Layer 1's multiply-adds per mini-batch from which plain SGD on several threads trains in one parallel region
+# per epoch call (``kernels.one_region_applies``).
+ONE_REGION_MIN_WORK = 1 << 16
 # Rows per kernel call when evaluating (forward, cost, gradient) large arrays.
 EVAL_CHUNK = 256
 OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "adam": kernels.ADAM}
@@ -485,7 +491,7 @@ class Trainer:
         m = self.model
         head = (m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y, order, self.batch_size, first,
                 stop)
-        if kernels.one_region_applies(self.opt, m._layout, self.batch_size, m._par_min(), m.n_threads):
+        if kernels.one_region_applies(self.opt, m._layout, self.batch_size, ONE_REGION_MIN_WORK, m.n_threads):
             m._kernel("train_epoch_shared", *head, self.hyper, self.ws, m._par_min(), m.n_threads)
         else:
             m._kernel("train_epoch", *head, self.opt, self.hyper, self.grad, self.state, self.ws, m._par_min())

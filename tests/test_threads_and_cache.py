@@ -157,11 +157,11 @@ def test_one_region_epoch_is_chosen_only_where_it_applies():
     """Plain SGD with a hidden layer on several threads and layer 1 big enough: anything else keeps
     train_epoch."""
     from fastbp import kernels
-    from fastbp.model import PARALLEL_MIN_WORK
+    from fastbp.model import ONE_REGION_MIN_WORK
 
     def applies(sizes, opt=kernels.SGD, batch_size=10, n_threads=2):
         net = MLP(sizes)
-        return kernels.one_region_applies(opt, net._layout, batch_size, PARALLEL_MIN_WORK, n_threads)
+        return kernels.one_region_applies(opt, net._layout, batch_size, ONE_REGION_MIN_WORK, n_threads)
 
     assert applies([784, 30, 10])
     assert applies([784, 30, 10], batch_size=32)  # two blocks of examples
@@ -169,7 +169,7 @@ def test_one_region_epoch_is_chosen_only_where_it_applies():
     assert not applies([784, 30, 10], opt=kernels.MOMENTUM)
     assert not applies([784, 30, 10], opt=kernels.ADAM)
     assert not applies([784, 10])  # no hidden layer
-    assert not applies([64, 20, 10])  # layer 1's work far below the parallel threshold
+    assert not applies([64, 20, 10])  # layer 1's work far below the threshold
     assert applies([784, 256, 128, 10], batch_size=128)  # layers 1 and 2 take several blocks of examples
 
 
