@@ -1188,17 +1188,14 @@ def optimizer_step(opt, theta, grad, state, hyper, layout):
     for l in range(1, layout.shape[0]):
         w0, b0 = layout[l, W_OFF], layout[l, B_OFF]
         w1, b1 = w0 + layout[l, N] * layout[l - 1, N], b0 + layout[l, N]
-        for p0, p1, l2 in ((w0, w1, hyper[L2]), (b0, b1, 0.0)):
-            if opt == SGD:
-                step_values(opt, theta[p0:p1], grad[p0:p1], theta[p0:p0], theta[p0:p0], hyper, l2, step)
-            else:
-                step_values(opt, theta[p0:p1], grad[p0:p1], state[0, p0:p1], state[1, p0:p1], hyper, l2, step)
+        for p0, p1, l2 in ((w0, w1, hyper[L2]), (b0, b1, 0.0)):  # SGD's state has one column: its slices are short
+            step_values(opt, theta[p0:p1], grad[p0:p1], state[0, p0:p1], state[1, p0:p1], hyper, l2, step)
 
 
 @njit(cache=True, error_model="numpy")
 def step_values(opt, theta, grad, v, s, hyper, l2, step):
-    """``optimizer_step`` on a slice of the parameters: theta, grad (n,), v and s (n,) the state's two rows (no
-    rows: SGD), l2 the L2 factor of these values (0 for biases), step Adam's step size for this update.
+    """``optimizer_step`` on a slice of the parameters: theta, grad (n,), v and s (n,) the state's two rows (unread
+    by SGD), l2 the L2 factor of these values (0 for biases), step Adam's step size for this update.
 
     One loop per optimizer over slices indexed from 0, which LLVM vectorises: indexed by offset into the whole
     vectors, with every optimizer's branch in the loop, it ran one value at a time (the book's network, float32:
