@@ -82,6 +82,35 @@ class FastbpTrainUint8(_OneCase):
         self.case.step()
 
 
+class FastbpOptimizers:
+    """fastbp with momentum (0.9) and Adam on the book's [784, 30, 10] at mini-batch 10: the gradient of each
+    mini-batch, then the optimizer's update of every parameter (``MLP.fit(..., optimizer=...)``'s loop)."""
+    timeout = 300
+    params = (["momentum", "adam"], DTYPES, THREADS)
+    param_names = ["optimizer", "dtype", "threads"]
+
+    def setup(self, optimizer, dtype, threads):
+        from fastbp.model import MLP, Trainer
+        from fastbp.threads import using_threads
+        if threads not in compare.available_threads(THREADS):
+            raise NotImplementedError(f"{threads} threads are more than this machine's numba pool")
+        data, batch_size = bench_data(), compare.SETUPS["book"]["batch_size"]
+        model = MLP(compare.setup_sizes("book", data.n_in), dtype=dtype, seed=0, n_threads=threads)
+        extra = {"momentum": 0.9} if optimizer == "momentum" else {}
+        self.trainer = Trainer(model, data.X_as(dtype), data.y, batch_size=batch_size,
+                               eta=0.5 if optimizer == "momentum" else 0.01, optimizer=optimizer, **extra)
+        self.cursor = peers.Cursor(peers.make_schedule(data.n_rows, CHUNK_EXAMPLES), CHUNK_EXAMPLES)
+        self._threads = contextlib.ExitStack()
+        self._threads.enter_context(using_threads(threads, limit_blas=True))
+        self.trainer.epoch(self.cursor.next())  # compiles or loads the kernels outside the timing
+
+    def teardown(self, *params):
+        self._threads.close()
+
+    def time_fastbp_optimizer_chunk(self, optimizer, dtype, threads):
+        self.trainer.epoch(self.cursor.next())
+
+
 class NumpyMatrix(_OneCase):
     """The chapter's matrix-based mini-batch in NumPy (fastbp.reference), BLAS on `threads` threads."""
     impl = "numpy-matrix"
