@@ -214,7 +214,8 @@ def epoch_shares(A, y, repeats, n_batches=3000, seed=0):
                 kernels.train_epoch(*head, trainer.opt, trainer.hyper, trainer.grad, trainer.state, trainer.ws,
                                     np.iinfo(np.int64).max)
             else:
-                kernels.train_epoch_shared(*head, trainer.hyper, trainer.ws, PARALLEL_MIN_WORK, 2)
+                kernels.train_epoch_shared(*head, trainer.opt, trainer.hyper, trainer.grad, trainer.state,
+                                           trainer.ws, PARALLEL_MIN_WORK, 2)
             return (time.perf_counter() - start) / n_batches
 
     ways = ["one region, one thread", "one thread"]

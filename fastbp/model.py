@@ -24,10 +24,10 @@ from .validation import (check_bool, check_choice, check_dtype, check_float, che
 # 0.72x as fast as on one thread, [784, 100, 10] at m = 10 (784,000) 0.67x, and [784, 30, 10] at m = 32 with Adam
 # about 0.45x; with 1 << 21 they run as on one thread (0.99-1.01x), while [784, 100, 10] at m = 32 (2.5 million)
 # keeps its gain (1.22x against 1.28x) and [784, 256, 128, 10] at m = 128 its (1.73x against 1.62x). Evaluation
-# moved 0.99-1.02x. Plain SGD with a hidden layer takes one region per call instead (ONE_REGION_MIN_WORK).
+# moved 0.99-1.02x. Networks with a hidden layer train in one region per call instead (ONE_REGION_MIN_WORK).
 PARALLEL_MIN_WORK = 1 << 21
-# Layer 1's multiply-adds per mini-batch from which plain SGD on several threads trains in one parallel region
-# per epoch call (``kernels.one_region_applies``).
+# Layer 1's multiply-adds per mini-batch from which training on several threads (a hidden layer, any optimizer)
+# runs in one parallel region per epoch call (``kernels.one_region_applies``).
 ONE_REGION_MIN_WORK = 1 << 16
 # Rows per kernel call when evaluating (forward, cost, gradient) large arrays.
 EVAL_CHUNK = 256
@@ -492,7 +492,8 @@ class Trainer:
         head = (m._theta, m._layout, m._cost_code, *kernel_inputs(self.X), self.Y, order, self.batch_size, first,
                 stop)
         if kernels.one_region_applies(self.opt, m._layout, self.batch_size, ONE_REGION_MIN_WORK, m.n_threads):
-            m._kernel("train_epoch_shared", *head, self.hyper, self.ws, m._par_min(), m.n_threads)
+            m._kernel("train_epoch_shared", *head, self.opt, self.hyper, self.grad, self.state, self.ws, m._par_min(),
+                      m.n_threads)
         else:
             m._kernel("train_epoch", *head, self.opt, self.hyper, self.grad, self.state, self.ws, m._par_min())
 

@@ -68,6 +68,23 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
     one-thread path: the same bits for 2, 3 and 5 participants, on two threads and on one (where the
     participants run one after another, the first taking the shares of those not started), and when an epoch
     is split into several calls (as for a progress bar)."""
+    check_one_region_against_one_thread(rng, dtype, case, "SGD")
+
+
+# Other optimizers train layer 1 as it is (never transposed) and never copy 8-bit inputs first.
+ONE_REGION_OPTIMIZER_CASES = [ONE_REGION_CASES[i] for i in (0, 1, 3, 5, 9)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("opt", ["MOMENTUM", "NESTEROV", "ADAM"])
+@pytest.mark.parametrize("case", ONE_REGION_OPTIMIZER_CASES, ids=lambda c: "-".join(map(str, c[0])))
+def test_one_region_epoch_of_other_optimizers_gives_the_bits_of_the_one_thread_path(rng, dtype, opt, case):
+    """The same for momentum, Nesterov and Adam: each participant's share of the gradient, of the update and of
+    layer 1's next weighted input; the optimizer's state and Adam's count of updates too."""
+    check_one_region_against_one_thread(rng, dtype, case, opt)
+
+
+def check_one_region_against_one_thread(rng, dtype, case, opt_name):
     from conftest import softplus, softplus_prime
     from fastbp import ScaledInputs, kernels
     from fastbp.inputs import kernel_inputs
@@ -80,29 +97,32 @@ def test_one_region_epoch_gives_the_bits_of_the_one_thread_path(rng, dtype, case
     X = ScaledInputs(rng.integers(0, 256, X.shape, dtype=np.uint8), 1 / 255) if integers else X.astype(dtype)
     Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
     order = rng.permutation(n)
-    hyper = np.zeros(kernels.N_HYPER)
-    hyper[kernels.ETA], hyper[kernels.L2] = 0.5, 1e-3
+    opt = getattr(kernels, opt_name)
     n_batches = -(-n // batch_size)
-    assert kernels.one_region_applies(kernels.SGD, net._layout, batch_size, 0, 2)
+    assert kernels.one_region_applies(opt, net._layout, batch_size, 0, 2)
 
     def train(n_threads, n_parts, splits=(0, n_batches)):
-        theta = net._theta.copy()
+        theta, grad = net._theta.copy(), np.zeros_like(net._theta)
+        state = np.zeros((2, theta.size) if opt != kernels.SGD else (2, 1), dtype)
+        hyper = np.zeros(kernels.N_HYPER)
+        hyper[[kernels.ETA, kernels.L2, kernels.MU, kernels.BETA1, kernels.BETA2, kernels.EPS]] = (
+            0.02 if opt == kernels.ADAM else 0.5, 1e-3, 0.9, 0.9, 0.999, 1e-8)
         ws = np.empty(kernels.workspace_length(net._layout, batch_size), dtype)
         numba.set_num_threads(n_threads)
         try:
             for first, stop in zip(splits[:-1], splits[1:]):
-                head = (theta, net._layout, net._cost_code, *kernel_inputs(X), Y, order, batch_size, first, stop)
+                head = (theta, net._layout, net._cost_code, *kernel_inputs(X), Y, order, batch_size, first, stop, opt,
+                        hyper, grad, state, ws)
                 if n_parts > 1:
-                    net._kernel("train_epoch_shared", *head, hyper, ws, 0, n_parts)
+                    net._kernel("train_epoch_shared", *head, 0, n_parts)
                 else:
-                    net._kernel("train_epoch", *head, kernels.SGD, hyper, np.zeros_like(theta),
-                                np.zeros((2, 1), dtype), ws, np.iinfo(np.int64).max)
+                    net._kernel("train_epoch", *head, np.iinfo(np.int64).max)
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        return theta
+        return np.concatenate([theta, state.ravel(), hyper])
 
     reference = train(1, 1)
-    assert np.isfinite(reference).all() and not np.array_equal(reference, net._theta)
+    assert np.isfinite(reference).all() and not np.array_equal(reference[:net._theta.size], net._theta)
     for n_threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
         for n_parts in (2, 3, 5):
             np.testing.assert_array_equal(train(n_threads, n_parts), reference, err_msg=f"{n_threads} {n_parts}")
@@ -154,7 +174,7 @@ def test_an_examples_values_do_not_depend_on_how_the_examples_are_paired(rng, dt
 
 
 def test_one_region_epoch_is_chosen_only_where_it_applies():
-    """Plain SGD with a hidden layer on several threads and layer 1 big enough: anything else keeps
+    """A hidden layer (any optimizer), several threads and layer 1 big enough: anything else keeps
     train_epoch."""
     from fastbp import kernels
     from fastbp.model import ONE_REGION_MIN_WORK
@@ -166,8 +186,8 @@ def test_one_region_epoch_is_chosen_only_where_it_applies():
     assert applies([784, 30, 10])
     assert applies([784, 30, 10], batch_size=32)  # two blocks of examples
     assert not applies([784, 30, 10], n_threads=1)
-    assert not applies([784, 30, 10], opt=kernels.MOMENTUM)
-    assert not applies([784, 30, 10], opt=kernels.ADAM)
+    assert applies([784, 30, 10], opt=kernels.MOMENTUM)
+    assert applies([784, 30, 10], opt=kernels.ADAM)
     assert not applies([784, 10])  # no hidden layer
     assert not applies([64, 20, 10])  # layer 1's work far below the threshold
     assert applies([784, 256, 128, 10], batch_size=128)  # layers 1 and 2 take several blocks of examples
