@@ -1452,6 +1452,16 @@ def _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, r, n_p
 
 
 @njit(cache=True)
+def _layer_share(theta, layout, ws, l, m, r, n_parts):
+    """Layer l's W, b, delta (m, n_l) block of ``ws``, its number of groups of four units and the groups g0 .. g1-1
+    of share r of n_parts (cut evenly): what stage 2 works on."""
+    W = weight(theta, layout, l)
+    n_groups = unit_groups(W)
+    return (W, bias(theta, layout, l), block(ws, layout, l, DELTA_PART, m), n_groups, r * n_groups // n_parts,
+            (r + 1) * n_groups // n_parts)
+
+
+@njit(cache=True)
 def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, rows_next, rows_ahead, batch, r,
                   n_parts, T):
     """Stage 2 for share r of n_parts (groups of four units of each layer, cut evenly): the SGD update (BP3,
@@ -1461,10 +1471,7 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
     m, m_next = rows.shape[0], rows_next.shape[0]
     Z_next = block(ws, layout, 1, Z_PART, m_next)
     for l in range(1, layout.shape[0]):
-        W, b = weight(theta, layout, l), bias(theta, layout, l)
-        delta = block(ws, layout, l, DELTA_PART, m)
-        n_groups = unit_groups(W)
-        g0, g1 = r * n_groups // n_parts, (r + 1) * n_groups // n_parts
+        W, b, delta, n_groups, g0, g1 = _layer_share(theta, layout, ws, l, m, r, n_parts)
         if l > 1:
             upper_bp34(delta, block(ws, layout, l - 1, A_PART, m), ident, scale, beta_w, 1.0, W, b, g0, g1, SERIAL)
         elif T[0].size > 0:
@@ -1492,10 +1499,7 @@ def _optimizer_share(opt, theta, layout, X, x_scale, rows, ident, ws, rows_next,
     value as ``train_epoch``'s one-thread path computes it (``add_gradient``, ``optimizer_step``, ``feedforward``)."""
     m, m_next = rows.shape[0], rows_next.shape[0]
     for l in range(1, layout.shape[0]):
-        W, b = weight(theta, layout, l), bias(theta, layout, l)
-        delta = block(ws, layout, l, DELTA_PART, m)
-        n_groups = unit_groups(W)
-        g0, g1 = r * n_groups // n_parts, (r + 1) * n_groups // n_parts
+        W, b, delta, _, g0, g1 = _layer_share(theta, layout, ws, l, m, r, n_parts)
         if l > 1:
             upper_bp34(delta, block(ws, layout, l - 1, A_PART, m), ident, 1.0 / m, 0.0, 0.0, weight(grad, layout, l),
                        bias(grad, layout, l), g0, g1, SERIAL)
