@@ -196,3 +196,20 @@ def vadd(typingctx, a, b):
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
     return a(a, b), codegen
+
+
+@intrinsic
+def prefetch(typingctx, ary, i, k):
+    """Ask the CPU to start loading the cache line that holds ary[i, k] (a 2-D array); results are unchanged."""
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], a, [args[1], args[2]], wraparound=False)
+        opaque = getattr(ptr.type, "is_opaque", False)  # LLVM's untyped pointers (newer llvmlite) or typed ones
+        if not opaque:
+            ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
+                                            "llvm.prefetch.p0" if opaque else "llvm.prefetch.p0i8")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
+        return context.get_dummy_value()
+    return nbtypes.void(ary, i, k), codegen
