@@ -72,7 +72,7 @@ def update_calls(WT, A, row_sets, D):
     row set; WT (784, 32), A (n, 784), row_sets (calls, M), D (M, 32)."""
     WT, A, row_sets, D = unowned(WT), unowned(A), unowned(row_sets), unowned(D)
     for i in range(row_sets.shape[0]):
-        update_weights(WT, A, row_sets[i], D, 0, N_HALF, 0, 1.0, row_sets[i, :0])
+        update_weights(WT, A, row_sets[i], D, 0, N_HALF, 0, 1.0, A, row_sets[i, :0])
 
 
 @njit

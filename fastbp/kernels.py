@@ -160,9 +160,10 @@ def block(ws, layout, l, part, m):
 # threads and 1.06-1.11x on one at m = 10, 1.04-1.10x on two at m = 32 (on one 0.94x and 1.02x); 8-bit inputs keep
 # it (without: 0.91x on one thread, 0.98-1.01x on two; since their float copy vectorises, ``stage_rows``, 0.97x in
 # float64 on one and two threads, 1.00x and 1.01x in float32), and so does the row-major path
-# ([784, 256, 128, 10] at m = 128 in float32: 0.97x without). Where layer 1 trains transposed, float inputs of
-# either width are now asked for inside the update before the sums that read them (``update_weights``), a line
-# of each row at a time: that pays where asking for them all at once did not.
+# ([784, 256, 128, 10] at m = 128 in float32: 0.97x without). Where layer 1 trains transposed, inputs of any
+# type are now asked for inside the update before the sums (or the float copy) that read them
+# (``transposed.update_weights``), a line of each row at a time: that pays where asking for them all at once did
+# not.
 PREFETCH_MAX_ITEMSIZE = 4
 
 
@@ -599,18 +600,18 @@ def transposed_first_sums(T, X, rows, batch, n_parts):
 
 
 @njit(cache=True)
-def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, rows_ahead, batch, ident, r, n_parts):
+def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, batch, ident, r, n_parts):
     """Share r of n_parts of layer 1's step on its transposed state T (``transposed``): the cells (half c, units
-    u .. u + LANES - 1) c-major, cut evenly. Each cell asks for its part of its half of the inputs X[rows_ahead]
-    where they are integers (``prefetch_share``), updates its weights for the batch X[rows] (BP4; BP3 with the
-    first half), then sums its units over its half of the inputs X[rows_next] into H, where its share first makes
-    its float copy of those inputs (where it keeps one). Float inputs X[rows_next] are asked for inside the
-    update of the share's first cell of each half (``update_weights``): in paired runs (same bits) the book's
-    network then trained 1.07x faster on two threads and 1.04x on one in float64 at m = 10, 1.10x and 1.05x in
-    float32, 1.02x (float64) and 1.17x (float32) on two threads at m = 32, on a 2-core Zen 4.
+    u .. u + LANES - 1) c-major, cut evenly. Each cell updates its weights for the batch X[rows] (BP4; BP3 with
+    the first half), then sums its units over its half of the inputs X[rows_next] into H, where its share first
+    makes its float copy of those inputs (where it keeps one). The update of the share's first cell of each half
+    asks for those inputs as it goes (``update_weights``): in paired runs on a 2-core Zen 4 (same bits) the
+    book's network then trained 1.07x faster on two threads and 1.04x on one in float64 at m = 10, 1.10x and
+    1.05x in float32, 1.02x (float64) and 1.17x (float32) on two threads at m = 32; 8-bit inputs, which had been
+    asked for all at once a mini-batch ahead, 1.06x and 1.00x in float64, 1.03x and 1.03x in float32.
     b (n_1,), delta (m, n_1) layer 1's; ident = arange(>= m)."""
     WT, H, D, S = T
-    m_cap, n_in, n_chunks = H.shape[0] // 2, WT.shape[0], WT.shape[1] // LANES
+    m_cap, n_in = H.shape[0] // 2, WT.shape[0]
     m, m_next, n_out = rows.shape[0], rows_next.shape[0], b.shape[0]
     n_cells = transposed_cells(WT)
     c_lo, c_hi = r * n_cells // n_parts, (r + 1) * n_cells // n_parts
@@ -624,10 +625,8 @@ def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, row
     A_next, A_next_rows = batch_inputs(X, rows_next, S[nxt:nxt + m_next], ident)
     for cell in range(c_lo, c_hi):
         c, u0, k0, k1 = transposed_cell(cell, WT, h)
-        if S.shape[0] > 0:
-            prefetch_share(X, rows_ahead, k0, k1, u0 // LANES, n_chunks)
-        ahead = A_next_rows if S.shape[0] == 0 and (cell == c_lo or u0 == 0) else A_next_rows[:0]
-        update_weights(WT, A, A_rows, Dr, k0, k1, u0, beta_w, ahead)
+        ahead = rows_next if cell == c_lo or u0 == 0 else rows_next[:0]
+        update_weights(WT, A, A_rows, Dr, k0, k1, u0, beta_w, X, ahead)
         if c == 0:
             bias_step(delta, scale, 1.0, b, u0, min(n_out, u0 + LANES))
         if S.shape[0] > 0 and (cell == c_lo or u0 == 0):
@@ -1274,7 +1273,7 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
     delta = block(ws, layout, 1, DELTA_PART, m)
     Z, A = block(ws, layout, 1, Z_PART, m_next), block(ws, layout, 1, A_PART, m_next)
     if T[0].size > 0:
-        transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, rows_ahead, batch,
+        transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, batch,
                         np.arange(max(m, m_next)), 0, 1)
         add_transposed_halves(T, x_scale, b, Z, 0, m_next)
     elif layer1_fuses(W, m, m_next):
@@ -1465,7 +1464,7 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
         if l > 1:
             upper_bp34(delta, block(ws, layout, l - 1, A_PART, m), ident, scale, beta_w, 1.0, W, b, g0, g1, SERIAL)
         elif T[0].size > 0:
-            transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, rows_ahead, batch, ident, r,
+            transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, batch, ident, r,
                             n_parts)
         elif layer1_fuses(W, m, m_next):
             for g in range(g0, g1):

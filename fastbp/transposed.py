@@ -159,24 +159,23 @@ def add_five(w, A, k, r0, r1, r2, r3, r4, d0, d1, d2, d3, d4):
 
 
 @njit(cache=True)
-def prefetch_column(A, ahead, k, k0, per_line):
-    """Ask for the lines of A[ahead[i], k] (every i) where k starts one of the lines of the columns from k0."""
-    if (k - k0) % per_line == 0:
+def prefetch_column(X, ahead, k, k0):
+    """Ask for the lines of X[ahead[i], k] (every i) where k starts one of the lines of the columns from k0."""
+    if (k - k0) % max(1, 64 // X.itemsize) == 0:
         for i in range(ahead.shape[0]):
-            prefetch(A, ahead[i], k)
+            prefetch(X, ahead[i], k)
 
 
 @njit(cache=True)
-def update_weights(WT, A, rows, D, k0, k1, u0, beta, ahead):
+def update_weights(WT, A, rows, D, k0, k1, u0, beta, X, ahead):
     """BP4 into the transposed weights, for inputs k0 <= k < k1 and units u0 <= u < u0 + LANES:
     WT[k, u] = beta WT[k, u] (0 where beta is 0), then WT[k, u] += A[rows[x], k] D[x, u] for x = 0 .. m-1 in
     order, one FMA each. D (m, n_pad): the deltas times the step (``scaled_deltas``); A, rows as in
     ``input_sums``. Its first pass over the inputs also asks for the lines of columns k0 .. k1-1 of the rows
-    A[ahead] (may be empty), a line of each row every line's worth of inputs: spread over the update's
+    X[ahead] (X (n, n_in) of any type; ahead may be empty), a line of each row every line's worth of inputs: spread over the update's
     arithmetic, they arrive while it runs. (Asked all at once, before it or before the examples' stage, they
     made the update wait: the sums on random rows that followed took longer than without asking.)"""
     m = rows.shape[0]
-    per_line = max(1, 64 // A.itemsize)
     b = vsplat(beta, vzero(WT, 32))
     for kb in range(k0, k1, K_BLOCK):
         kb1 = min(kb + K_BLOCK, k1)
@@ -193,7 +192,7 @@ def update_weights(WT, A, rows, D, k0, k1, u0, beta, ahead):
                                   vload(D, x + 8, u0, 32), vload(D, x + 9, u0, 32))
             for k in range(kb, kb1):
                 if x == 0:
-                    prefetch_column(A, ahead, k, k0, per_line)
+                    prefetch_column(X, ahead, k, k0)
                 w = add_five(vload(WT, k, u0, 32), A, k, r0, r1, r2, r3, r4, d0, d1, d2, d3, d4)
                 vstore(WT, k, u0, add_five(w, A, k, r5, r6, r7, r8, r9, d5, d6, d7, d8, d9))
             x += UPDATE_TILE
@@ -203,14 +202,14 @@ def update_weights(WT, A, rows, D, k0, k1, u0, beta, ahead):
                                   vload(D, x + 3, u0, 32), vload(D, x + 4, u0, 32))
             for k in range(kb, kb1):
                 if x == 0:
-                    prefetch_column(A, ahead, k, k0, per_line)
+                    prefetch_column(X, ahead, k, k0)
                 vstore(WT, k, u0, add_five(vload(WT, k, u0, 32), A, k, r0, r1, r2, r3, r4, d0, d1, d2, d3, d4))
             x += 5
         while x + 2 <= m:
             r0, r1, d0, d1 = rows[x], rows[x + 1], vload(D, x, u0, 32), vload(D, x + 1, u0, 32)
             for k in range(kb, kb1):
                 if x == 0:
-                    prefetch_column(A, ahead, k, k0, per_line)
+                    prefetch_column(X, ahead, k, k0)
                 w = vload(WT, k, u0, 32)
                 w = vfma(vsplat(A[r0, k], w), d0, w)
                 vstore(WT, k, u0, vfma(vsplat(A[r1, k], w), d1, w))
@@ -219,5 +218,5 @@ def update_weights(WT, A, rows, D, k0, k1, u0, beta, ahead):
             r0, d0 = rows[x], vload(D, x, u0, 32)
             for k in range(kb, kb1):
                 if x == 0:
-                    prefetch_column(A, ahead, k, k0, per_line)
+                    prefetch_column(X, ahead, k, k0)
                 vstore(WT, k, u0, vfma(vsplat(A[r0, k], d0), d0, vload(WT, k, u0, 32)))

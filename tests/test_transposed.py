@@ -66,7 +66,7 @@ def test_update_weights_is_bp4(rng, dtype, beta, m, n_ahead):
     T.scaled_deltas(delta, -0.3, D)
     assert not D[:, n_out:].any()
     for u0 in range(0, WT.shape[1], LANES):
-        T.update_weights(WT, A, rows, D, 0, n_in, u0, beta, rng.permutation(m + 2)[:n_ahead])
+        T.update_weights(WT, A, rows, D, 0, n_in, u0, beta, A, rng.permutation(m + 2)[:n_ahead])
     expected = beta * W.astype(np.float64) - 0.3 * delta.T.astype(np.float64) @ A[rows].astype(np.float64)
     out = np.empty_like(W)
     T.untranspose(WT, out)
@@ -84,11 +84,11 @@ def test_a_weights_update_does_not_depend_on_how_the_examples_are_tiled(rng, dty
     D = rng.standard_normal((m, WT.shape[1])).astype(dtype)
     rows = rng.permutation(m)
     whole = WT.copy()
-    T.update_weights(whole, A, rows, D, 0, n_in, 0, 0.9, rows[:0])
+    T.update_weights(whole, A, rows, D, 0, n_in, 0, 0.9, A, rows[:0])
     for cuts in ([0, 1, m], [0, 10, 12, m], [0, 9, 19, m]):
         parts = WT.copy()
         for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
-            T.update_weights(parts, A, rows[a:b], D[a:b], 0, n_in, 0, 0.9 if i == 0 else 1.0, rows[:0])
+            T.update_weights(parts, A, rows[a:b], D[a:b], 0, n_in, 0, 0.9 if i == 0 else 1.0, A, rows[:0])
         np.testing.assert_array_equal(parts, whole)
     assert not np.array_equal(whole, WT)
 
