@@ -172,9 +172,10 @@ def update_weights(WT, A, rows, D, k0, k1, u0, beta, X, ahead):
     WT[k, u] = beta WT[k, u] (0 where beta is 0), then WT[k, u] += A[rows[x], k] D[x, u] for x = 0 .. m-1 in
     order, one FMA each. D (m, n_pad): the deltas times the step (``scaled_deltas``); A, rows as in
     ``input_sums``. Its first pass over the inputs also asks for the lines of columns k0 .. k1-1 of the rows
-    X[ahead] (X (n, n_in) of any type; ahead may be empty), a line of each row every line's worth of inputs: spread over the update's
-    arithmetic, they arrive while it runs. (Asked all at once, before it or before the examples' stage, they
-    made the update wait: the sums on random rows that followed took longer than without asking.)"""
+    X[ahead] (X (n, n_in) of any type; ahead may be empty), a line of each row every line's worth of inputs:
+    spread over the update's arithmetic, they arrive while it runs. (Asked all at once, before the update or
+    before the examples' stage, they held the core: the update and the sums on those rows took longer than
+    without asking.)"""
     m = rows.shape[0]
     b = vsplat(beta, vzero(WT, 32))
     for kb in range(k0, k1, K_BLOCK):
