@@ -76,6 +76,9 @@ def cache_follows_every_kernel_source():
         classes[:0] = [following(caching.UserProvidedCacheLocator), following(caching.InTreeCacheLocator)]
 
 
+_threads_started = False
+
+
 def start_numba_threads():
     """Start Numba's threading layer if it has not started (cheap once it has); fastbp calls it before a kernel.
 
@@ -85,6 +88,10 @@ def start_numba_threads():
     ``train_epoch`` call, after a test run had filled the cache in that order). With the layer started first, the
     same cache trained normally.
     """
+    global _threads_started
+    if _threads_started:
+        return
     from numba.np.ufunc import parallel
     if not parallel._is_initialized:
         parallel._launch_threads()
+    _threads_started = True

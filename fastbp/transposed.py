@@ -62,10 +62,12 @@ def transposed_weights(W):
 
 @njit(cache=True)
 def untranspose(WT, W):
-    """W (n_out, n_in) = the weights in WT (n_in, n_pad)."""
-    for j in range(W.shape[0]):
-        for k in range(W.shape[1]):
-            W[j, k] = WT[k, j]
+    """W (n_out, n_in) = the weights in WT (n_in, n_pad); a row of WT at a time (by columns of WT, 2x as long on
+    the book's layer 1)."""
+    for k in range(W.shape[1]):
+        wt = WT[k]
+        for j in range(W.shape[0]):
+            W[j, k] = wt[j]
 
 
 @njit(cache=True)

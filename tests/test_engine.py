@@ -170,6 +170,17 @@ def test_an_epoch_in_several_calls_is_the_same_epoch(rng, n_calls):
     np.testing.assert_array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("n_calls, expected", [(1, [23]), (2, [10, 13]), (3, [5, 10, 8]), (10, [5, 5, 5, 5, 3])])
+def test_an_epoch_in_calls_reports_whole_mini_batches(rng, n_calls, expected):
+    """epoch(n_calls=k) cuts the 5 mini-batches (the last of 3 rows) into min(k, 5) calls of whole mini-batches,
+    as evenly as the count allows, and reports each call's rows."""
+    X, y = rng.random((23, 12)), rng.integers(0, 4, 23)
+    seen = []
+    Trainer(MLP([12, 9, 4], seed=3), X, y, batch_size=5, eta=1.0).epoch(rng.permutation(23), seen.append,
+                                                                         n_calls=n_calls)
+    assert seen == expected
+
+
 def test_fit_without_shuffle_is_the_books_rule_with_l2(rng):
     sizes, n = [6, 5, 3], 11
     net = MLP(sizes, cost="cross-entropy", seed=6)
