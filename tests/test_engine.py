@@ -6,7 +6,7 @@ from numba import njit
 from conftest import F32_RTOL, F64_ATOL, FD_RTOL, copy_params, softplus, softplus_prime
 from fastbp import MLP, kernels, reference
 from fastbp.gradcheck import gradcheck
-from fastbp.model import Trainer
+from fastbp.model import Trainer, progress_calls
 
 ARCHITECTURES = [[5, 3], [6, 4, 3], [7, 6, 5, 4], [8, 7, 6, 5, 3], [9, 12, 10, 8, 6, 4]]
 COMBINATIONS = [  # (activation per weight layer, cost); the last layer may be softmax
@@ -179,6 +179,22 @@ def test_an_epoch_in_calls_reports_whole_mini_batches(rng, n_calls, expected):
     Trainer(MLP([12, 9, 4], seed=3), X, y, batch_size=5, eta=1.0).epoch(rng.permutation(23), seen.append,
                                                                          n_calls=n_calls)
     assert seen == expected
+
+
+@pytest.mark.parametrize("seconds, calls", [(None, 50), (0.01, 1), (0.08, 1), (0.26, 3), (2.0, 20), (60.0, 50)])
+def test_a_progress_bar_calls_the_kernel_about_every_tenth_of_a_second(seconds, calls):
+    assert progress_calls(seconds) == calls
+
+
+def test_fit_with_a_progress_bar_trains_the_same(rng, capsys):
+    """With a progress bar the first epoch runs in 50 kernel calls and the next ones in as many as their time asks
+    for: the weights are those of one call per epoch, bit for bit."""
+    X, y = rng.random((300, 20)), rng.integers(0, 3, 300)
+    shown, quiet = MLP([20, 8, 3], seed=0), MLP([20, 8, 3], seed=0)
+    shown.fit(X, y, epochs=3, batch_size=10, eta=1.0, progress=True)
+    quiet.fit(X, y, epochs=3, batch_size=10, eta=1.0, progress=False)
+    np.testing.assert_array_equal(shown.params, quiet.params)
+    assert "epoch 3/3" in capsys.readouterr().err
 
 
 def test_fit_without_shuffle_is_the_books_rule_with_l2(rng):
