@@ -411,6 +411,23 @@ def thread_speedups(table):
             if threads == 1 and (setup, dtype, 2) in times}
 
 
+SLOW_ROUND = 1.15  # a round whose two-thread chunks of fastbp took this many times their fastest, or more, was slow
+
+
+def slow_rounds(results, threads=2, factor=SLOW_ROUND):
+    """The rounds (from 1) in which fastbp's cases on ``threads`` threads ran slowly: the median over those cases
+    of (the round's chunk / the case's fastest chunk) reaches ``factor``. On a shared virtual machine both virtual
+    cores sometimes slow down together for a while (as if they shared one physical core); a median that falls
+    among such rounds is not the machine's usual speed, and the one-thread cases beside it do not show it."""
+    samples = [r["samples_us"] for r in results
+               if r["impl"].startswith("fastbp") and r["threads"] == threads and r["samples_us"]]
+    if not samples:
+        return []
+    n_rounds = min(len(s) for s in samples)
+    return [i + 1 for i in range(n_rounds)
+            if np.median([s[i] / min(s) for s in samples]) >= factor]
+
+
 def report(out, markdown=False):
     """The printed summary of ``run``'s output."""
     env, s = out["environment"], out["settings"]
@@ -448,6 +465,11 @@ def report(out, markdown=False):
         lines.append(f"peak memory of `fastbp train --dtype {m['dtype']} --epochs 1` (Fashion-MNIST, 8-bit pixels "
                      f"in memory): {m['peak_mb']:.1f} MB; the data set as {m['dtype']}: {m['data_mb']:.1f} MB "
                      f"(+150 MB: {m['data_mb'] + 150:.1f} MB), as pixels: {m['pixels_mb']:.1f} MB")
+    slow = slow_rounds(out["results"])
+    if slow:
+        lines.append(f"slow rounds: {', '.join(map(str, slow))} of {s['repeats']} (fastbp's two-thread chunks took "
+                     f"{SLOW_ROUND}x their fastest or more; a two-thread median among them is not the machine's "
+                     "usual speed)")
     speedups = thread_speedups(out["table"])
     lines += ["", format_table(out["table"], markdown), "",
               "fastbp on 2 threads against 1: " + (", ".join(f"{setup} {dtype} {x:.2f}x" for (setup, dtype), x

@@ -231,3 +231,16 @@ def test_limits_table_times_every_piece_against_the_core_peak():
     assert all(r["rate"] * r["us"] * 1e-6 == pytest.approx(2 * 392 * 32 * 10) for r in rows[2:5])
     text = limits.format_limits(rows, markdown=True)
     assert text.count("\n") == len(rows) + 1 and "| examples' stage" in text
+
+
+def test_slow_rounds_are_those_where_the_two_thread_chunks_slowed_together():
+    """A round counts as slow where the median, over fastbp's two-thread cases, of its chunk against the case's
+    fastest chunk reaches the factor; one-thread cases and other implementations do not count."""
+    def rec(impl, threads, samples):
+        return {"impl": impl, "threads": threads, "samples_us": samples}
+    results = [rec("fastbp", 2, [1.8, 1.0, 1.0, 1.3]), rec("fastbp-uint8", 2, [2.0, 1.1, 1.0, 1.2]),
+               rec("fastbp", 2, [1.0, 1.0, 1.1, 1.5]),  # round 1: ratios 1.8, 2.0, 1.0 -> median 1.8
+               rec("fastbp", 1, [1.0, 9.0, 9.0, 9.0]), rec("torch", 2, [1.0, 9.0, 9.0, 9.0])]
+    assert compare.slow_rounds(results, factor=1.15) == [1, 4]  # round 4: 1.3, 1.2, 1.5 -> 1.3
+    assert compare.slow_rounds(results, factor=1.5) == [1]
+    assert compare.slow_rounds([rec("fastbp", 1, [1.0, 2.0])]) == []
