@@ -36,7 +36,7 @@ def compiled_target():
 
 
 # The files whose jitted code (or code generators) other files' kernels call and inline.
-KERNEL_SOURCES = ("activations.py", "kernels.py", "simd.py", "small_layers.py", "transposed.py")
+KERNEL_SOURCES = ("activations.py", "kernels.py", "paired.py", "simd.py", "small_layers.py", "transposed.py")
 
 
 def kernel_sources_stamp(package_dir):

@@ -36,10 +36,11 @@ from .activations import unused_f as custom_f
 from .activations import unused_f_prime as custom_f_prime
 from .codegen import X86
 from .costs import CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC
+from .paired import cell_sums, cell_update, pair_rows, unpair_rows
 from .simd import prefetch
 from .small_layers import small_backprop, small_bp34, small_forward, small_layer
-from .transposed import (LANES, aligned_matrix, input_sums, padded_units, scaled_deltas, stage_rows,
-                         transposed_weights, untranspose, update_weights)
+from .transposed import (LANES, aligned_matrix, padded_units, scaled_deltas, stage_rows, transposed_weights,
+                         untranspose)
 
 # reassoc lets LLVM vectorise the dot-product reductions (x4 to x8 measured); contract lets it use FMA.
 # Neither changes results by more than a few ulps of each sum; tests hold them to the NumPy baseline.
@@ -540,14 +541,24 @@ def _stages_inputs(X, W):
 def transposed(W, X, m, n_parts):
     """Layer 1's state while it trains transposed, for mini-batches of up to m examples in n_parts shares:
     (WT, H, D, S), each starting a cache line:
-    WT (n_0, n_pad) its weights (``transposed_weights``); H (2 m, n_pad) the sums over each half of the inputs
+    WT (n_0, n_pad) its weights (``transposed_weights``, tiles of 30 float64 units in pairs of rows from each
+    half's first input: ``paired``); H (2 m, n_pad) the sums over each half of the inputs
     (half c in rows c m ..); D (n_parts m, n_pad) each share's scaled deltas; S (2 n_parts m, n_0') each share's
     float copies of two mini-batches' inputs (mini-batch t in rows (2 r + t % 2) m ..; n_0' = n_0 rounded up to a
     cache line) where the inputs are not of W's type (``stages_inputs``), else S has no rows."""
     n_pad = padded_units(W.shape[0])
     n_rows_s = 2 * n_parts * m if stages_inputs(X, W) else 0
-    return (transposed_weights(W), aligned_matrix(2 * m, n_pad, W), aligned_matrix(n_parts * m, n_pad, W),
-            input_copies(n_rows_s, W))
+    WT = transposed_weights(W)
+    pair_rows(WT, W.shape[0], input_split(W.shape[1], X.itemsize))
+    return WT, aligned_matrix(2 * m, n_pad, W), aligned_matrix(n_parts * m, n_pad, W), input_copies(n_rows_s, W)
+
+
+@njit(cache=True)
+def untransposed(T, W, X):
+    """Put layer 1's weights back from its transposed state T (``transposed``) into W (n_1, n_0); X: its inputs.
+    T's weights are left in the layout of ``transposed_weights``."""
+    unpair_rows(T[0], W.shape[0], input_split(W.shape[1], X.itemsize))
+    untranspose(T[0], W)
 
 
 @njit(cache=True)
@@ -581,9 +592,10 @@ def transposed_cell(cell, WT, h):
 
 
 @njit(cache=True)
-def transposed_first_sums(T, X, rows, batch, n_parts):
+def transposed_first_sums(T, X, rows, batch, n_parts, n_out):
     """The half-sums of layer 1 (state T, ``transposed``) for mini-batch ``batch``, X[rows], before its first
-    step: every share's float copy of those inputs (where it keeps one), then every cell's sums."""
+    step: every share's float copy of those inputs (where it keeps one), then every cell's sums; n_out: layer 1's
+    units."""
     WT, H, D, S = T
     m_cap = H.shape[0] // 2
     m, n_in = rows.shape[0], WT.shape[0]
@@ -596,7 +608,7 @@ def transposed_first_sums(T, X, rows, batch, n_parts):
     h = input_split(n_in, X.itemsize)
     for cell in range(transposed_cells(WT)):
         c, u0, k0, k1 = transposed_cell(cell, WT, h)
-        input_sums(WT, A, A_rows, H[c * m_cap:c * m_cap + m], k0, k1, u0)
+        cell_sums(WT, A, A_rows, H[c * m_cap:c * m_cap + m], k0, k1, u0, n_out)
 
 
 @njit(cache=True)
@@ -626,12 +638,12 @@ def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, bat
     for cell in range(c_lo, c_hi):
         c, u0, k0, k1 = transposed_cell(cell, WT, h)
         ahead = rows_next if cell == c_lo or u0 == 0 else rows_next[:0]
-        update_weights(WT, A, A_rows, Dr, k0, k1, u0, beta_w, X, ahead)
+        cell_update(WT, A, A_rows, Dr, k0, k1, u0, beta_w, X, ahead, n_out)
         if c == 0:
             bias_step(delta, scale, 1.0, b, u0, min(n_out, u0 + LANES))
         if S.shape[0] > 0 and (cell == c_lo or u0 == 0):
             stage_rows(X, rows_next, k0, k1, S[nxt:nxt + m_next])
-        input_sums(WT, A_next, A_next_rows, H[c * m_cap:c * m_cap + m_next], k0, k1, u0)
+        cell_sums(WT, A_next, A_next_rows, H[c * m_cap:c * m_cap + m_next], k0, k1, u0, n_out)
 
 
 @njit(cache=True)
@@ -1574,7 +1586,7 @@ def layer1_state(theta, layout, X, x_scale, order, batch_size, first_batch, stop
             T = (T[0], T[1], T[2], input_copies(n_parts * example_block(bs, W.shape[1], W.itemsize), W))
         return T
     T = transposed(W, X, bs, n_parts)
-    transposed_first_sums(T, X, rows, first_batch, n_parts)
+    transposed_first_sums(T, X, rows, first_batch, n_parts, W.shape[0])
     return T
 
 
@@ -1595,7 +1607,7 @@ def train_epoch_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_siz
     if opt == ADAM:
         hyper[ADAM_T] += stop_batch - first_batch
     if T[0].size > 0:
-        untranspose(T[0], W)
+        untransposed(T, W, X)
 
 
 @njit(cache=True)
@@ -1651,7 +1663,7 @@ def train_epoch(theta, layout, cost_code, X, x_scale, Y, order, batch_size, firs
             add_gradient(grad, layout, X, x_scale, rows, ws, 1.0 / m, 0.0, 0.0, n_par_min)
             optimizer_step(opt, theta, grad, state, hyper, layout)
     if T[0].size > 0:
-        untranspose(T[0], W)
+        untransposed(T, W, X)
 
 
 @njit(cache=True)

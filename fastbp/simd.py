@@ -213,3 +213,83 @@ def prefetch(typingctx, ary, i, k):
         builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
         return context.get_dummy_value()
     return nbtypes.void(ary, i, k), codegen
+
+
+def _lanes(values):
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), list(values))
+
+
+@intrinsic(prefer_literal=True)
+def vload_splat(typingctx, ary, i, k, width):
+    """ary[i, k] (a C-contiguous 2-D array) in each of ``width`` (a literal int) lanes: a broadcast load, its
+    address taken without Numba's index checks."""
+    if not (isinstance(width, nbtypes.IntegerLiteral) and isinstance(ary, nbtypes.Array) and ary.ndim == 2):
+        return None
+    vt = Vec(ary.dtype, width.literal_value)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], [args[1], args[2]])
+        return _splat(builder, builder.load(ptr), context.get_value_type(vt))
+    return vt(ary, i, k, width), codegen
+
+
+@intrinsic(prefer_literal=True)
+def vload_pair_splat(typingctx, ary, i, k, width):
+    """[ary[i, k], ary[i, k + 1]] repeated over ``width`` (an even literal int) lanes (one 128-bit broadcast
+    load in float64); the pair lies inside the row of a C-contiguous 2-D array."""
+    if not (isinstance(width, nbtypes.IntegerLiteral) and width.literal_value % 2 == 0
+            and isinstance(ary, nbtypes.Array) and ary.ndim == 2 and ary.layout == "C"):
+        return None
+    vt = Vec(ary.dtype, width.literal_value)
+
+    def codegen(context, builder, sig, args):
+        et = context.get_value_type(ary.dtype)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], [args[1], args[2]])
+        pair = builder.load(builder.bitcast(ptr, ir.VectorType(et, 2).as_pointer()),
+                            align=context.get_abi_sizeof(et))
+        return builder.shuffle_vector(pair, pair, _lanes([0, 1] * (vt.width // 2)))
+    return vt(ary, i, k, width), codegen
+
+
+@intrinsic(prefer_literal=True)
+def vfirst(typingctx, v, n):
+    """The first ``n`` (a literal int) lanes of v, as a Vec of n (the low part of its register)."""
+    if not (isinstance(v, Vec) and isinstance(n, nbtypes.IntegerLiteral) and n.literal_value <= v.width):
+        return None
+    vt = Vec(v.dtype, n.literal_value)
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[0], _lanes(range(vt.width)))
+    return vt(v, n), codegen
+
+
+@intrinsic
+def vinter(typingctx, a, b):
+    """[a0, b0, a1, b1, ...]: the lanes of two Vecs of one type interleaved, twice their width."""
+    if not (isinstance(a, Vec) and a == b):
+        return None
+    vt, n = Vec(a.dtype, 2 * a.width), a.width
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], _lanes([j for i in range(n) for j in (i, n + i)]))
+    return vt(a, b), codegen
+
+
+def _every_other(name, first):
+    @intrinsic
+    def lanes(typingctx, v):
+        if not (isinstance(v, Vec) and v.width % 2 == 0):
+            return None
+        vt = Vec(v.dtype, v.width // 2)
+
+        def codegen(context, builder, sig, args):
+            return builder.shuffle_vector(args[0], args[0], _lanes(range(first, v.width, 2)))
+        return vt(v), codegen
+    lanes.__name__ = name
+    return lanes
+
+
+vevens = _every_other("vevens", 0)
+vevens.__doc__ = "[v0, v2, v4, ...]: v's even lanes, half its width."
+vodds = _every_other("vodds", 1)
+vodds.__doc__ = "[v1, v3, v5, ...]: v's odd lanes, half its width."

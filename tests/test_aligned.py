@@ -123,12 +123,12 @@ def test_book_pairs_become_aligned_rows(rng):
 @pytest.mark.parametrize("integers", [False, True], ids=["float inputs", "8-bit inputs"])
 def test_layer1_transposed_state_is_a_copy_whose_arrays_start_on_cache_lines(rng, dtype, integers):
     """While an epoch call trains layer 1 transposed (kernels.transposed), its weights live in a copy
-    (n_0, n_pad) with zeros in the padded units; that copy and the sums, deltas and input copies beside it start
-    a cache line, and so does every share's part and the second half of the inputs' rows (no two cores write one
-    line). untranspose puts the weights back."""
-    from fastbp import kernels
+    (n_0, n_pad) with zeros in the padded units (tiles of 30 float64 units in pairs of rows: fastbp.paired);
+    that copy and the sums, deltas and input copies beside it start a cache line, and so does every share's part
+    and the second half of the inputs' rows (no two cores write one line). untransposed puts the weights back."""
+    from fastbp import kernels, paired
     from fastbp.transposed import LANES
-    for n_out, n_in, m, n_parts in ((30, 784, 10, 2), (7, 20, 3, 3), (70, 131, 16, 2)):
+    for n_out, n_in, m, n_parts in ((30, 784, 10, 2), (7, 20, 3, 3), (70, 131, 16, 2), (62, 67, 4, 2)):
         W = rng.standard_normal((n_out, n_in)).astype(dtype)
         X = rng.integers(0, 256, (5, n_in), dtype=np.uint8) if integers else np.zeros((5, n_in), dtype)
         WT, H, D, S = kernels.transposed(W, X, m, n_parts)
@@ -136,13 +136,16 @@ def test_layer1_transposed_state_is_a_copy_whose_arrays_start_on_cache_lines(rng
         assert WT.shape == (n_in, n_pad) and H.shape == (2 * m, n_pad) and D.shape == (n_parts * m, n_pad)
         assert S.shape[0] == (2 * n_parts * m if integers else 0) and S.dtype == W.dtype
         assert not np.shares_memory(WT, W)
-        np.testing.assert_array_equal(WT[:, :n_out], W.T)
-        assert not WT[:, n_out:].any()
         h = kernels.input_split(n_in, X.itemsize)
         for part in (WT, H, D, S, WT[h:], H[m:], D[m:], S[m:]):
             assert aligned.is_aligned(part), part.shape
+        unpaired = WT.copy()
+        paired.unpair_rows(unpaired, n_out, h)
+        np.testing.assert_array_equal(unpaired[:, :n_out], W.T)
+        assert not unpaired[:, n_out:].any()
+        assert np.array_equal(unpaired, WT) == (dtype == "float32" or n_out % LANES != 30)
         out = np.zeros_like(W)
-        kernels.untranspose(WT, out)
+        kernels.untransposed((WT, H, D, S), out, X)
         np.testing.assert_array_equal(out, W)
 
 

@@ -58,6 +58,8 @@ ONE_REGION_CASES = [
     ([64, 70, 5], "sigmoid", "quadratic", 16, 45, True),  # 6 cells of units x halves: shares of several cells
     ([64, 40, 5], "sigmoid", "quadratic", 22, 45, False),  # 4 cells; a last mini-batch of one example
     ([3000, 20, 5, 3], "sigmoid", "quadratic", 65, 138, True),  # blocks of 8-bit inputs copied as floats first
+    ([67, 30, 6], "sigmoid", "quadratic", 10, 47, False),  # float64: 30 units in pairs of rows, a lone last row
+    ([66, 62, 4], "sigmoid", "quadratic", 7, 40, True),  # 32 + 30 units, 8-bit inputs in halves of 33 rows
 ]
 
 
