@@ -19,11 +19,11 @@ inputs counted from its first, added at the block's end (then a half's lone last
 examples, cells or threads are cut, and within a few ulps of ``transposed.input_sums``.
 
 On a 2-core Zen 4 (paired runs in one process, Fashion-MNIST's shuffled rows) the book's network trained 1.016x
-faster on two threads in float64 at mini-batch 10 (median of nine pairs of runs: 1.001-1.041x), 1.005-1.012x on
-one, 1.00-1.03x on 8-bit inputs and 0.995-0.998x at mini-batch 32. A pair takes 1/16 fewer FMAs but 3
-broadcasts per 8 FMAs, where a row of 32 lanes takes 1 per 4, and a 512-bit broadcast seems to cost the FMA units
-about half a cycle there (the 32-lane update: about 44 cycles per row of 40 FMAs and 10 broadcasts); so the update
-gains little and the sums about 2%.
+faster on two threads in float64 at mini-batch 10 (median of nine pairs of runs: 1.001-1.041x), 1.005-1.015x on
+one, 1.00-1.03x on 8-bit inputs and 0.995-0.998x at mini-batch 32. Alone, on both halves of 392 inputs and 10 of
+20 rows, the update took 9.83 against 10.07 us and the sums 8.55 against 8.71 (2% and 2.4%, not the 6.25% of
+FMAs saved: both kernels run at about 85% of the FMA rate there, and the sums of units 24-29 take a 128-bit
+broadcast per example and pair).
 """
 from numba import njit
 
