@@ -44,18 +44,29 @@ def pairs_rows(WT, n_out, u0):
 
 
 @njit(cache=True)
+def _pair_lane(j, k, u0):
+    """Where pair_rows puts w(k', j) for row k' = k or k + 1 of the pair from k (units j = 24 .. 29): (row,
+    lane)."""
+    return (k, u0 + 2 * j - 24) if j < 28 else (k + 1, u0 + 2 * j - 32)
+
+
+@njit(cache=True)
 def pair_rows(WT, n_out, h):
     """Lay out WT's tiles that ``pairs_rows`` in pairs of rows from input 0 and from input h, in place; WT
-    (n_in, n_pad) as ``transposed.transposed_weights`` gives it."""
+    (n_in, n_pad) as ``transposed.transposed_weights`` gives it. Scalars only: this runs at every epoch call."""
     for u0 in range(0, WT.shape[1], LANES):
         if pairs_rows(WT, n_out, u0):
             for start, stop in ((0, h), (h, WT.shape[0])):
                 for k in range(start, stop - 1, 2):
-                    a, b = WT[k, u0 + 24:u0 + 30].copy(), WT[k + 1, u0 + 24:u0 + 30].copy()
+                    a0, a1, a2, a3, a4, a5 = (WT[k, u0 + 24], WT[k, u0 + 25], WT[k, u0 + 26], WT[k, u0 + 27],
+                                              WT[k, u0 + 28], WT[k, u0 + 29])
+                    b0, b1, b2, b3, b4, b5 = (WT[k + 1, u0 + 24], WT[k + 1, u0 + 25], WT[k + 1, u0 + 26],
+                                              WT[k + 1, u0 + 27], WT[k + 1, u0 + 28], WT[k + 1, u0 + 29])
+                    for j, a, b in ((24, a0, b0), (25, a1, b1), (26, a2, b2), (27, a3, b3), (28, a4, b4),
+                                    (29, a5, b5)):
+                        row, lane = _pair_lane(j, k, u0)
+                        WT[row, lane], WT[row, lane + 1] = a, b
                     WT[k + 1, u0 + 28:u0 + 32] = 0
-                    for i in range(6):
-                        row, lane = (k, u0 + 24 + 2 * i) if i < 4 else (k + 1, u0 + 16 + 2 * i)
-                        WT[row, lane], WT[row, lane + 1] = a[i], b[i]
 
 
 @njit(cache=True)
@@ -65,10 +76,14 @@ def unpair_rows(WT, n_out, h):
         if pairs_rows(WT, n_out, u0):
             for start, stop in ((0, h), (h, WT.shape[0])):
                 for k in range(start, stop - 1, 2):
-                    a, b = WT[k, u0 + 24:u0 + 32][0::2].copy(), WT[k, u0 + 24:u0 + 32][1::2].copy()
-                    c, d = WT[k + 1, u0 + 24:u0 + 28][0::2].copy(), WT[k + 1, u0 + 24:u0 + 28][1::2].copy()
-                    WT[k, u0 + 24:u0 + 28], WT[k + 1, u0 + 24:u0 + 28] = a, b
-                    WT[k, u0 + 28:u0 + 30], WT[k + 1, u0 + 28:u0 + 30] = c, d
+                    r, q = _pair_lane(24, k, u0)
+                    a0, b0, a1, b1, a2, b2, a3, b3 = (WT[r, q], WT[r, q + 1], WT[r, q + 2], WT[r, q + 3],
+                                                      WT[r, q + 4], WT[r, q + 5], WT[r, q + 6], WT[r, q + 7])
+                    r, q = _pair_lane(28, k, u0)
+                    a4, b4, a5, b5 = WT[r, q], WT[r, q + 1], WT[r, q + 2], WT[r, q + 3]
+                    for j, a, b in ((24, a0, b0), (25, a1, b1), (26, a2, b2), (27, a3, b3), (28, a4, b4),
+                                    (29, a5, b5)):
+                        WT[k, u0 + j], WT[k + 1, u0 + j] = a, b
                     WT[k, u0 + 30:u0 + 32] = 0
                     WT[k + 1, u0 + 30:u0 + 32] = 0
 
