@@ -27,9 +27,8 @@ broadcast per example and pair).
 """
 from numba import njit
 
-from .simd import (vadd, vevens, vfirst, vfma, vinter, vload, vload_pair_splat, vload_splat, vmul, vodds, vsplat,
-                   vstore, vzero)
-from .transposed import K_BLOCK, LANES, input_sums, prefetch_column, update_weights
+from .simd import vadd, vevens, vfirst, vfma, vinter, vload, vload_pair_splat, vload_splat, vodds, vstore, vzero
+from .transposed import K_BLOCK, LANES, input_sums, prefetch_column, scale_rows, update_weights
 
 PAIRED_UNITS = 30  # units of a tile laid out in pairs of rows: 3 registers of 8 float64 per row, then 6
 SUMS_TILE = 3  # examples per tile of ``paired_sums``: 3 x 5 running sums, beside the pair's 8 weight vectors
@@ -256,47 +255,44 @@ def _store_pair(WT, k, u, w0, w1, w2, w3, w4, w5, w6, w7):
     vstore(WT, k + 1, u + 24, w7)
 
 
+@njit(cache=True)
+def _add_five(A, k, r0, r1, r2, r3, r4, d0, d1, d2, d3, d4, w0, w1, w2, w3, w4, w5, w6, w7):
+    """A pair's weights after the FMAs of examples A[r0] .. A[r4] (deltas d0 .. d4), in that order."""
+    w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r0, k, d0, w0, w1, w2, w3, w4, w5, w6, w7)
+    w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r1, k, d1, w0, w1, w2, w3, w4, w5, w6, w7)
+    w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r2, k, d2, w0, w1, w2, w3, w4, w5, w6, w7)
+    w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r3, k, d3, w0, w1, w2, w3, w4, w5, w6, w7)
+    return _update_pair_step(A, r4, k, d4, w0, w1, w2, w3, w4, w5, w6, w7)
+
+
+@njit(cache=True)
+def _five_deltas(D, x, u):
+    """``_deltas`` of examples x .. x+4."""
+    return _deltas(D, x, u), _deltas(D, x + 1, u), _deltas(D, x + 2, u), _deltas(D, x + 3, u), _deltas(D, x + 4, u)
+
+
 @njit(cache=True, inline="always")
 def _update_ten(WT, A, rows, D, x, kb, kb1, u, X, ahead, k0):
     """Examples x .. x+9 into the pairs of rows kb .. kb1-1 (from kb, even in number); asks for the lines of
     X[ahead] as ``transposed.update_weights`` does."""
     r0, r1, r2, r3, r4 = rows[x], rows[x + 1], rows[x + 2], rows[x + 3], rows[x + 4]
     r5, r6, r7, r8, r9 = rows[x + 5], rows[x + 6], rows[x + 7], rows[x + 8], rows[x + 9]
-    d0, d1, d2, d3, d4 = _deltas(D, x, u), _deltas(D, x + 1, u), _deltas(D, x + 2, u), _deltas(D, x + 3, u), \
-        _deltas(D, x + 4, u)
-    d5, d6, d7, d8, d9 = _deltas(D, x + 5, u), _deltas(D, x + 6, u), _deltas(D, x + 7, u), _deltas(D, x + 8, u), \
-        _deltas(D, x + 9, u)
+    d0, d1, d2, d3, d4 = _five_deltas(D, x, u)
+    d5, d6, d7, d8, d9 = _five_deltas(D, x + 5, u)
     for k in range(kb, kb1, 2):
         prefetch_column(X, ahead, k, k0)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _pair_weights(WT, k, u)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r0, k, d0, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r1, k, d1, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r2, k, d2, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r3, k, d3, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r4, k, d4, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r5, k, d5, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r6, k, d6, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r7, k, d7, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r8, k, d8, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r9, k, d9, w0, w1, w2, w3, w4, w5, w6, w7)
-        _store_pair(WT, k, u, w0, w1, w2, w3, w4, w5, w6, w7)
+        w = _add_five(A, k, r0, r1, r2, r3, r4, d0, d1, d2, d3, d4, *_pair_weights(WT, k, u))
+        _store_pair(WT, k, u, *_add_five(A, k, r5, r6, r7, r8, r9, d5, d6, d7, d8, d9, *w))
 
 
 @njit(cache=True, inline="always")
 def _update_five(WT, A, rows, D, x, kb, kb1, u, X, ahead, k0):
     """Examples x .. x+4, as ``_update_ten``."""
     r0, r1, r2, r3, r4 = rows[x], rows[x + 1], rows[x + 2], rows[x + 3], rows[x + 4]
-    d0, d1, d2, d3, d4 = _deltas(D, x, u), _deltas(D, x + 1, u), _deltas(D, x + 2, u), _deltas(D, x + 3, u), \
-        _deltas(D, x + 4, u)
+    d0, d1, d2, d3, d4 = _five_deltas(D, x, u)
     for k in range(kb, kb1, 2):
         prefetch_column(X, ahead, k, k0)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _pair_weights(WT, k, u)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r0, k, d0, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r1, k, d1, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r2, k, d2, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r3, k, d3, w0, w1, w2, w3, w4, w5, w6, w7)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _update_pair_step(A, r4, k, d4, w0, w1, w2, w3, w4, w5, w6, w7)
-        _store_pair(WT, k, u, w0, w1, w2, w3, w4, w5, w6, w7)
+        _store_pair(WT, k, u, *_add_five(A, k, r0, r1, r2, r3, r4, d0, d1, d2, d3, d4, *_pair_weights(WT, k, u)))
 
 
 @njit(cache=True, inline="always")
@@ -345,12 +341,9 @@ def paired_update(WT, A, rows, D, k0, k1, u0, beta, X, ahead):
     WT[k, u] = beta WT[k, u] (0 where beta is 0), then + A[rows[x], k] D[x, u] for x = 0 .. m-1 in order, for
     k0 <= k < k1 and the tile's units. Tiles of ten examples, then five, two, one."""
     m = rows.shape[0]
-    b = vsplat(beta, vzero(WT, 32))
     for kb in range(k0, k1, K_BLOCK):
         kb1 = min(kb + K_BLOCK, k1)
-        if beta != 1:
-            for k in range(kb, kb1):
-                vstore(WT, k, u0, vmul(vload(WT, k, u0, 32), b) if beta != 0 else vzero(WT, 32))
+        scale_rows(WT, kb, kb1, u0, beta)
         pairs_end, x = kb1 - (kb1 - kb) % 2, 0
         while x + UPDATE_TILE <= m:
             _update_ten(WT, A, rows, D, x, kb, pairs_end, u0, X, ahead if x == 0 else ahead[:0], k0)

@@ -169,6 +169,16 @@ def prefetch_column(X, ahead, k, k0):
 
 
 @njit(cache=True)
+def scale_rows(WT, k0, k1, u0, beta):
+    """WT[k, u0:u0 + LANES] *= beta for k0 <= k < k1 (set to 0 where beta is 0, whatever they hold; nothing where
+    beta is 1): the weight decay before BP4."""
+    if beta != 1:
+        b = vsplat(beta, vzero(WT, 32))
+        for k in range(k0, k1):
+            vstore(WT, k, u0, vmul(vload(WT, k, u0, 32), b) if beta != 0 else vzero(WT, 32))
+
+
+@njit(cache=True)
 def update_weights(WT, A, rows, D, k0, k1, u0, beta, X, ahead):
     """BP4 into the transposed weights, for inputs k0 <= k < k1 and units u0 <= u < u0 + LANES:
     WT[k, u] = beta WT[k, u] (0 where beta is 0), then WT[k, u] += A[rows[x], k] D[x, u] for x = 0 .. m-1 in
@@ -179,12 +189,9 @@ def update_weights(WT, A, rows, D, k0, k1, u0, beta, X, ahead):
     before the examples' stage, they held the core: the update and the sums on those rows took longer than
     without asking.)"""
     m = rows.shape[0]
-    b = vsplat(beta, vzero(WT, 32))
     for kb in range(k0, k1, K_BLOCK):
         kb1 = min(kb + K_BLOCK, k1)
-        if beta != 1:
-            for k in range(kb, kb1):
-                vstore(WT, k, u0, vmul(vload(WT, k, u0, 32), b) if beta != 0 else vzero(WT, 32))
+        scale_rows(WT, kb, kb1, u0, beta)
         x = 0
         while x + UPDATE_TILE <= m:
             r0, r1, r2, r3, r4 = rows[x], rows[x + 1], rows[x + 2], rows[x + 3], rows[x + 4]
