@@ -31,11 +31,16 @@ def _element_pointer(context, builder, aryty, ary, indices):
     return cgutils.get_item_pointer(context, builder, aryty, array, indices, wraparound=False)
 
 
+def _lanes(values):
+    """A constant vector of lane numbers, as LLVM's shufflevector takes them."""
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), list(values))
+
+
 def _splat(builder, value, vt):
     """The LLVM value ``value`` in every lane of a vector of type vt."""
     undef = ir.Constant(vt, None)
     first = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(first, undef, ir.Constant(ir.VectorType(ir.IntType(32), vt.count), [0] * vt.count))
+    return builder.shuffle_vector(first, undef, _lanes([0] * vt.count))
 
 
 @intrinsic(prefer_literal=True)
@@ -179,9 +184,8 @@ def vsum(typingctx, v):
         value, width, i32 = args[0], v.width, ir.IntType(32)
         while width > 1:
             half = width // 2
-            low = builder.shuffle_vector(value, value, ir.Constant(ir.VectorType(i32, half), list(range(half))))
-            high = builder.shuffle_vector(value, value, ir.Constant(ir.VectorType(i32, half),
-                                                                    list(range(half, width))))
+            low = builder.shuffle_vector(value, value, _lanes(range(half)))
+            high = builder.shuffle_vector(value, value, _lanes(range(half, width)))
             value, width = builder.fadd(low, high), half
         return builder.extract_element(value, ir.Constant(i32, 0))
     return v.dtype(v), codegen
@@ -213,10 +217,6 @@ def prefetch(typingctx, ary, i, k):
         builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
         return context.get_dummy_value()
     return nbtypes.void(ary, i, k), codegen
-
-
-def _lanes(values):
-    return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), list(values))
 
 
 @intrinsic(prefer_literal=True)
