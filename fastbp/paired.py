@@ -28,7 +28,7 @@ broadcast per example and pair).
 from numba import njit
 
 from .simd import vadd, vevens, vfirst, vfma, vinter, vload, vload_pair_splat, vload_splat, vodds, vstore, vzero
-from .transposed import K_BLOCK, LANES, input_sums, prefetch_column, scale_rows, update_weights
+from .transposed import K_BLOCK, LANES, input_sums, prefetch_column, scale_rows, update_block, update_weights
 
 PAIRED_UNITS = 30  # units of a tile laid out in pairs of rows: 3 registers of 8 float64 per row, then 6
 SUMS_TILE = 3  # examples per tile of ``paired_sums``: 3 x 5 running sums, beside the pair's 8 weight vectors
@@ -341,8 +341,9 @@ def paired_update(WT, A, rows, D, k0, k1, u0, beta, X, ahead):
     WT[k, u] = beta WT[k, u] (0 where beta is 0), then + A[rows[x], k] D[x, u] for x = 0 .. m-1 in order, for
     k0 <= k < k1 and the tile's units. Tiles of ten examples, then five, two, one."""
     m = rows.shape[0]
-    for kb in range(k0, k1, K_BLOCK):
-        kb1 = min(kb + K_BLOCK, k1)
+    block = update_block(m, k0, k1, UPDATE_TILE)
+    for kb in range(k0, k1, block):
+        kb1 = min(kb + block, k1)
         scale_rows(WT, kb, kb1, u0, beta)
         pairs_end, x = kb1 - (kb1 - kb) % 2, 0
         while x + UPDATE_TILE <= m:

@@ -275,6 +275,29 @@ def test_unowned_views_read_and_write_the_same_memory(rng):
     assert sys.getrefcount(a) == refs
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("beta", [1.0, 0.99, 0.0])
+@pytest.mark.parametrize("m", [1, 10, 13])
+@pytest.mark.parametrize("j_start, j_stop", [(0, 30), (3, 30), (4, 10), (0, 8), (5, 6)])
+def test_bias_step_is_bp3_for_its_units_only(rng, dtype, beta, m, j_start, j_stop):
+    """BP3 summed over the batch against NumPy, eight units at a time and the rest masked: the units outside
+    j_start .. j_stop-1 keep their values (a NaN there stays), and beta 0 overwrites even an infinite bias."""
+    delta = rng.standard_normal((m, 30)).astype(dtype)
+    b = rng.standard_normal(30).astype(dtype)
+    outside = np.r_[0:j_start, j_stop:30]
+    b[outside[::2]] = np.nan
+    if beta == 0:
+        b[j_start] = np.inf
+    before = b.copy()
+    kernels.bias_step(delta, -0.3, beta, b, j_start, j_stop)
+    j = slice(j_start, j_stop)
+    kept = 0.0 if beta == 0 else beta * before[j].astype(np.float64)
+    expected = kept - 0.3 * delta[:, j].sum(axis=0, dtype=np.float64)
+    tol = F32_RTOL if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(b[j], expected, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(b[outside], before[outside])
+
+
 @njit
 def per_value_step(opt, theta, grad, state, hyper, layout):
     """The optimizers' rules one parameter at a time, in the order of theta: the arithmetic to match."""

@@ -77,8 +77,9 @@ def test_update_weights_is_bp4(rng, dtype, beta, m, n_ahead):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_weights_update_does_not_depend_on_how_the_examples_are_tiled(rng, dtype):
     """The update adds the examples one after the other, whatever tiles (ten, then one by one) take them: the
-    batch in one call and the same batch in several calls, in order, give the same bits."""
-    m, n_in = 27, 40
+    batch in one call and the same batch in several calls, in order, give the same bits: over blocks of
+    K_BLOCK inputs (more than ten examples) as over all the inputs in one block (a pass of up to ten)."""
+    m, n_in = 27, 2 * T.K_BLOCK + 22
     _, WT = _weights(rng, n_in, 20, dtype)
     A = rng.standard_normal((m, n_in)).astype(dtype)
     D = rng.standard_normal((m, WT.shape[1])).astype(dtype)
@@ -91,6 +92,14 @@ def test_a_weights_update_does_not_depend_on_how_the_examples_are_tiled(rng, dty
             T.update_weights(parts, A, rows[a:b], D[a:b], 0, n_in, 0, 0.9 if i == 0 else 1.0, A, rows[:0])
         np.testing.assert_array_equal(parts, whole)
     assert not np.array_equal(whole, WT)
+
+
+def test_an_update_in_one_pass_over_the_examples_takes_its_inputs_in_one_block():
+    assert T.update_block(10, 0, 392, 10) == 392
+    assert T.update_block(10, 392, 784, 10) == 392
+    assert T.update_block(1, 7, 8, 10) == 1
+    assert T.update_block(3, 5, 5, 10) == 1  # no inputs: still a valid step
+    assert T.update_block(11, 0, 392, 10) == T.K_BLOCK
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
