@@ -78,7 +78,7 @@ def test_update_weights_is_bp4(rng, dtype, beta, m, n_ahead):
 def test_a_weights_update_does_not_depend_on_how_the_examples_are_tiled(rng, dtype):
     """The update adds the examples one after the other, whatever tiles (ten, then one by one) take them: the
     batch in one call and the same batch in several calls, in order, give the same bits: over blocks of
-    K_BLOCK inputs (more than ten examples) as over all the inputs in one block (a pass of up to ten)."""
+    K_BLOCK inputs (more than ten examples) as over all the inputs in one block (up to ten)."""
     m, n_in = 27, 2 * T.K_BLOCK + 22
     _, WT = _weights(rng, n_in, 20, dtype)
     A = rng.standard_normal((m, n_in)).astype(dtype)
