@@ -340,7 +340,7 @@ def paired_update(WT, A, rows, D, k0, k1, u0, beta, X, ahead):
     """``transposed.update_weights`` (same arguments, same bits) over a tile laid out in pairs of rows from k0:
     WT[k, u] = beta WT[k, u] (0 where beta is 0), then + A[rows[x], k] D[x, u] for x = 0 .. m-1 in order, for
     k0 <= k < k1 and the tile's units. Tiles of ten examples, then five, two, one; the inputs in one block where
-    one pass takes every example (``transposed.update_block``)."""
+    the mini-batch fits one tile of ten (``transposed.update_block``)."""
     m = rows.shape[0]
     block = update_block(m, k0, k1, UPDATE_TILE)
     for kb in range(k0, k1, block):

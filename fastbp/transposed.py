@@ -198,8 +198,8 @@ def update_weights(WT, A, rows, D, k0, k1, u0, beta, X, ahead):
     X[ahead] (X (n, n_in) of any type; ahead may be empty), a line of each row every line's worth of inputs:
     spread over the update's arithmetic, they arrive while it runs. (Asked all at once, before the update or
     before the examples' stage, they held the core: the update and the sums on those rows took longer than
-    without asking.) The inputs go in blocks of K_BLOCK only where the tiles pass over them more than once
-    (``update_block``)."""
+    without asking.) The inputs go in blocks of K_BLOCK only where the mini-batch takes more than one tile of
+    UPDATE_TILE (``update_block``)."""
     m = rows.shape[0]
     block = update_block(m, k0, k1, UPDATE_TILE)
     for kb in range(k0, k1, block):

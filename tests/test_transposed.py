@@ -94,8 +94,9 @@ def test_a_weights_update_does_not_depend_on_how_the_examples_are_tiled(rng, dty
     assert not np.array_equal(whole, WT)
 
 
-def test_an_update_in_one_pass_over_the_examples_takes_its_inputs_in_one_block():
+def test_an_update_of_up_to_one_tile_of_examples_takes_its_inputs_in_one_block():
     assert T.update_block(10, 0, 392, 10) == 392
+    assert T.update_block(7, 0, 392, 10) == 392  # tiles of five and two, each over all of the inputs
     assert T.update_block(10, 392, 784, 10) == 392
     assert T.update_block(1, 7, 8, 10) == 1
     assert T.update_block(3, 5, 5, 10) == 1  # no inputs: still a valid step
