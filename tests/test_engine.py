@@ -280,8 +280,8 @@ def test_unowned_views_read_and_write_the_same_memory(rng):
 @pytest.mark.parametrize("m", [1, 10, 13])
 @pytest.mark.parametrize("j_start, j_stop", [(0, 30), (3, 30), (4, 10), (0, 8), (5, 6)])
 def test_bias_step_is_bp3_for_its_units_only(rng, dtype, beta, m, j_start, j_stop):
-    """BP3 summed over the batch against NumPy, eight units at a time and the rest masked: the units outside
-    j_start .. j_stop-1 keep their values (a NaN there stays), and beta 0 overwrites even an infinite bias."""
+    """BP3 summed over the batch against NumPy for units j_start .. j_stop-1 only: the units outside keep their
+    values (a NaN there stays), and beta 0 overwrites even an infinite bias."""
     delta = rng.standard_normal((m, 30)).astype(dtype)
     b = rng.standard_normal(30).astype(dtype)
     outside = np.r_[0:j_start, j_stop:30]
