@@ -3,13 +3,15 @@ the epoch they make up on one core and on two.
 
     python bench/limits.py [--data fashion-mnist|random] [--repeats N] [--calls N] [--markdown]
 
-On two threads the one-region epoch gives each participant half of a mini-batch of 10: layer 1's update and next
-sums over half of the 784 inputs (392 inputs x 32 units, the 30 padded, x 10 examples) and the examples' stage of
-5 examples (layer 1's activation, layer 2's z and activation, BP1, BP2). This script times those pieces alone on
-one core, next to the core's own limits: its rate of vector FMAs held in registers and NumPy's GEMM rate on one
-thread. Layer 1's sums are timed on rows the core has in cache and on random rows of the training set, as an epoch
-reads them: the difference is what reading the rows of random examples costs. The pieces take their arrays as the
-epoch does (without reference counts), so their times add up to a participant's work.
+On two threads the one-region epoch gives each participant half of layer 1's work for a mini-batch of 10: its
+update and next sums over half of the 784 inputs (392 inputs x 32 units, the 30 padded, x 10 examples); each
+participant also computes the examples' stage of all 10 examples (layer 1's activation, layer 2's z and
+activation, BP1, BP2) and layer 2's update, on a replica of its own (``kernels.train_batches_replicated``).
+This script times those pieces alone on one core, next to the core's own limits: its rate of vector FMAs held in
+registers and NumPy's GEMM rate on one thread. Layer 1's sums are timed on rows the core has in cache and on random
+rows of the training set, as an epoch reads them: the difference is what reading the rows of random examples costs.
+The pieces take their arrays as the epoch does (without reference counts), so their times add up to a
+participant's work.
 
 Then the epoch itself, per mini-batch: the one-region epoch on two threads (a participant's time), the same
 epoch on one thread, whose one participant computes both shares (per share: what a participant's work costs on
@@ -44,8 +46,9 @@ from fastbp.transposed import LANES, aligned_matrix, input_sums, update_weights 
 
 N_HALF = 392  # half of the book's 784 inputs: one participant's share of layer 1 on two threads
 M = 10  # the book's mini-batch
-LINES_MOVED = 90  # a float64 participant's reads per mini-batch of 10 written by the other core: the other half's
-# sums of its 5 examples (20 lines), the other's deltas of layer 1 (20) and of layer 2 with its activations of
+LINES_MOVED = 90  # a float64 participant's reads per mini-batch of 10 written by the other core where the two
+# meet twice (``kernels.train_batches_shared``; where they meet once, about 40: the other half's sums). The other
+# half's sums of its 5 examples (20 lines), the other's deltas of layer 1 (20) and of layer 2 with its activations of
 # layer 1 (27), for layer 2's update, and the 6 (or 4) rows of layer 2's weights that the other updated (23)
 CHAINS = 12  # independent FMA chains in the peak loop: more than latency x throughput (4 x 2) needs
 PEAK_ROUNDS = 2_000_000
@@ -85,14 +88,14 @@ def sums_calls(WT, A, row_sets, H):
 
 @njit
 def stage_calls(n, theta, layout, cost_code, Y, rows, ident, ws, T):
-    """n times the examples' stage of share 0 of 2 (``kernels._forward_and_back_share``), on arrays without
+    """n times the examples' stage of a whole mini-batch (``kernels._forward_and_back_share``), on arrays without
     reference counts as the epoch passes them (with them, each view the stage takes costs two atomic operations:
     1.8-1.9 us per call instead of 1.1-1.2 in float64)."""
     theta, layout, Y, rows, ident, ws = unowned(theta), unowned(layout), unowned(Y), unowned(rows), unowned(ident), \
         unowned(ws)
     T = (unowned(T[0]), unowned(T[1]), unowned(T[2]), unowned(T[3]))
     for _ in range(n):
-        _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, 0, 2, 1.0, T)
+        _forward_and_back_share(theta, layout, cost_code, Y, rows, ident, ws, 0, 1, 1.0, T)
 
 
 @njit(parallel=True, fastmath=True)
@@ -186,7 +189,7 @@ def book_trainer(A, y, seed=0):
 
 
 def examples_stage(A, y, repeats, calls):
-    """Seconds per call of one participant's examples' stage (5 of a mini-batch of 10) of the book's network in
+    """Seconds per call of one participant's examples' stage (all of a mini-batch of 10) of the book's network in
     cache, in A's float type, with layer 1 transposed as training keeps it; A (n, 784) as ``layer1_pieces``."""
     net, trainer = book_trainer(A, y)
     order = np.arange(len(trainer.X))
@@ -247,7 +250,7 @@ def measure_limits(data, dtypes=compare.DTYPES, repeats=5, calls=2000, gemm_size
         for piece, seconds in layer1_pieces(A, repeats, calls).items():
             rows.append({"piece": f"layer 1 {piece}: {N_HALF} inputs x {LANES} units x {M} examples", "dtype": dtype,
                          "us": seconds * 1e6, "rate": flops / seconds})
-        rows.append({"piece": f"examples' stage, {M // 2} of {M} examples, in cache", "dtype": dtype,
+        rows.append({"piece": f"examples' stage, {M} examples, in cache", "dtype": dtype,
                      "us": examples_stage(A, data.y, repeats, calls) * 1e6, "rate": None})
         epoch = epoch_shares(A, data.y, repeats, epoch_batches)
         rows += [{"piece": f"one-region epoch, 2 threads: a mini-batch of {M} (a participant's time)",

@@ -612,7 +612,8 @@ def transposed_first_sums(T, X, rows, batch, n_parts, n_out):
 
 
 @njit(cache=True)
-def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, batch, ident, r, n_parts):
+def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, batch, ident, r, n_parts,
+                    steps_bias):
     """Share r of n_parts of layer 1's step on its transposed state T (``transposed``): the cells (half c, units
     u .. u + LANES - 1) c-major, cut evenly. Each cell updates its weights for the batch X[rows] (BP4; BP3 with
     the first half), then sums its units over its half of the inputs X[rows_next] into H, where its share first
@@ -621,7 +622,7 @@ def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, bat
     book's network then trained 1.07x faster on two threads and 1.04x on one in float64 at m = 10, 1.10x and
     1.05x in float32, 1.02x (float64) and 1.17x (float32) on two threads at m = 32; 8-bit inputs, which had been
     asked for all at once a mini-batch ahead, 1.06x and 1.00x in float64, 1.03x and 1.03x in float32.
-    b (n_1,), delta (m, n_1) layer 1's; ident = arange(>= m)."""
+    b (n_1,), delta (m, n_1) layer 1's; ident = arange(>= m); the bias only where ``steps_bias``."""
     WT, H, D, S = T
     m_cap, n_in = H.shape[0] // 2, WT.shape[0]
     m, m_next, n_out = rows.shape[0], rows_next.shape[0], b.shape[0]
@@ -639,7 +640,7 @@ def transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, bat
         c, u0, k0, k1 = transposed_cell(cell, WT, h)
         ahead = rows_next if cell == c_lo or u0 == 0 else rows_next[:0]
         cell_update(WT, A, A_rows, Dr, k0, k1, u0, beta_w, X, ahead, n_out)
-        if c == 0:
+        if c == 0 and steps_bias:
             bias_step(delta, scale, 1.0, b, u0, min(n_out, u0 + LANES))
         if S.shape[0] > 0 and (cell == c_lo or u0 == 0):
             stage_rows(X, rows_next, k0, k1, S[nxt:nxt + m_next])
@@ -1286,7 +1287,7 @@ def update_layer1_and_forward(theta, layout, X, x_scale, rows, ws, scale, beta_w
     Z, A = block(ws, layout, 1, Z_PART, m_next), block(ws, layout, 1, A_PART, m_next)
     if T[0].size > 0:
         transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, batch,
-                        np.arange(max(m, m_next)), 0, 1)
+                        np.arange(max(m, m_next)), 0, 1, np.bool_(True))
         add_transposed_halves(T, x_scale, b, Z, 0, m_next)
     elif layer1_fuses(W, m, m_next):
         if max(m, m_next) * W.size >= n_par_min:
@@ -1477,7 +1478,7 @@ def _update_share(theta, layout, X, x_scale, rows, ident, ws, scale, beta_w, row
             upper_bp34(delta, block(ws, layout, l - 1, A_PART, m), ident, scale, beta_w, 1.0, W, b, g0, g1, SERIAL)
         elif T[0].size > 0:
             transposed_step(T, b, X, x_scale, rows, delta, scale, beta_w, rows_next, batch, ident, r,
-                            n_parts)
+                            n_parts, np.bool_(True))
         elif layer1_fuses(W, m, m_next):
             for g in range(g0, g1):
                 update_and_forward_group(W, b, X, x_scale, rows, delta, scale, beta_w, rows_next, Z_next,
@@ -1568,6 +1569,132 @@ def _train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_
 train_batches_shared = njit(cache=True, parallel=True)(_train_batches_shared)
 
 
+# ------------------------------------------------------------------ one meeting per mini-batch (replicas)
+# Where layer 1 trains transposed and the layers above it are small (``replicates_upper_layers``), the one-region
+# epoch meets once per mini-batch instead of twice: each participant computes stage 1 for the whole mini-batch and
+# the update of the layers above layer 1 on a replica of its own (the same values, computed the same way, so the
+# same bits), then layer 1's step for its share of the cells, whose half-sums of the next mini-batch it hands
+# over by a count of shares done. Only those half-sums move between the cores (about 40 lines a mini-batch of 10
+# in float64 against about 90 lines and two meetings), at the cost of computing stage 1 and the upper layers'
+# update twice. On a 2-core Zen 4 (book's network, Fashion-MNIST's shuffled rows, same bits; paired chunks of 500
+# mini-batches, each after 0.1 s of rest and a lead-in chunk, as ``bench/compare.py`` times them) float64 at m = 10
+# trained 1.077x faster (median of 150 pairs): 1.02x in the calm stretches, 1.25x in the frequent ones where a
+# line took 0.35 us instead of 0.08 to move between the virtual cores; float32 1.01x, 8-bit inputs 0.99x (1.20x
+# in their slowest quarter); at m = 32 it lost 3% in calm stretches (``replicates_upper_layers``).
+#
+# The participant that arrives first (the "lead") trains on theta itself and takes the shares of participants not
+# started yet; one that arrives later asks to join, and the lead, between two mini-batches, copies its replica
+# (every layer but layer 1's weights) into the newcomer's and hands its share over. The counters: arrivals, the
+# lead's "finished", then per participant (a line each) its shares done, its request to join and the mini-batch
+# from which it computes its own share (plus one).
+REPLICA_MAX_SHARE = 16  # the layers above layer 1 replicate where their weights are at most 1/16 of layer 1's
+REPLICA_MAX_WORK = 4096  # and their weights times the mini-batch at most this many (the book's network: m <= 13)
+
+
+@njit(cache=True)
+def replicates_upper_layers(layout, batch_size):
+    """Whether the one-region epoch with layer 1 transposed gives each participant a replica of the layers above
+    layer 1 (see above): their weights are at most 1/REPLICA_MAX_SHARE of layer 1's, and their multiply-adds per
+    mini-batch at most REPLICA_MAX_WORK (stage 1 computed twice grows with the mini-batch; the meeting it saves
+    does not: at m = 32, 0.97x in calm stretches)."""
+    upper = 0
+    for l in range(2, layout.shape[0]):
+        upper += layout[l, N] * layout[l - 1, N]
+    return REPLICA_MAX_SHARE * upper <= layout[1, N] * layout[0, N] and upper * batch_size <= REPLICA_MAX_WORK
+
+
+@njit(cache=True)
+def _copy_replica(theta, replica, layout):
+    """Every parameter of theta but layer 1's weights into replica (theta's layout, or longer)."""
+    for l in range(1, layout.shape[0]):
+        if l > 1:
+            weight(replica, layout, l)[:, :] = weight(theta, layout, l)
+        bias(replica, layout, l)[:] = bias(theta, layout, l)
+
+
+@njit(cache=True)
+def _join(counters, p, n_parts):
+    """Ask to join and wait for the lead's answer: the first mini-batch of p's own share, or -1 if the lead
+    finished without handing it over (it hands over before it finishes, so "finished" is read first)."""
+    _atomic_add(counters, _LINE * (2 + n_parts + p), 1)
+    while True:
+        finished = _atomic_read(counters, _LINE) != 0
+        first = _atomic_read(counters, _LINE * (2 + 2 * n_parts + p))
+        if first != 0 or finished:
+            return first - 1
+        _spin_pause()
+
+
+@njit(cache=True)
+def _replica(p, n_parts, counters, theta, replicas, layout, cost_code, X, x_scale, Y, order, batch_size,
+             first_batch, stop_batch, hyper, ws, workspaces, T, H_next, ident):
+    """Participant p of ``train_batches_replicated``."""
+    counters, theta, replicas, layout, X, Y, order, hyper, ws, workspaces, H_next, ident = (
+        unowned(counters), unowned(theta), unowned(replicas), unowned(layout), unowned(X), unowned(Y),
+        unowned(order), unowned(hyper), unowned(ws), unowned(workspaces), unowned(H_next), unowned(ident))
+    WT, H, D, S = unowned(T[0]), unowned(T[1]), unowned(T[2]), unowned(T[3])
+    lead = _atomic_add(counters, 0, 1) == 0
+    own = np.zeros(n_parts, np.bool_)  # the lead's: who computes their own share
+    own[p] = True
+    if lead:
+        th, w, start = theta, ws, first_batch
+    else:
+        th, w = replicas[p][:theta.shape[0]], workspaces[p][:ws.shape[0]]
+        start = _join(counters, p, n_parts)
+        if start < 0:
+            return
+    L = layout.shape[0] - 1
+    b1 = bias(th, layout, 1)
+    for batch in range(start, stop_batch):
+        if lead:
+            for q in range(n_parts):
+                if not own[q] and _atomic_read(counters, _LINE * (2 + n_parts + q)) != 0:
+                    _copy_replica(theta, replicas[q], layout)
+                    own[q] = True
+                    _atomic_add(counters, _LINE * (2 + 2 * n_parts + q), batch + 1)
+        rows, rows_next, _ = batch_rows(order, batch_size, batch, stop_batch)
+        prefetch_targets(Y, rows_next, 0, 1)
+        for q in range(n_parts):  # every share of the previous mini-batch done: its half-sums are in
+            while _atomic_read(counters, _LINE * (2 + q)) < batch - first_batch:
+                _spin_pause()
+        H_now, H_then = (H, H_next) if (batch - first_batch) % 2 == 0 else (H_next, H)
+        m = rows.shape[0]
+        _forward_and_back_share(th, layout, cost_code, Y, rows, ident, w, 0, 1, x_scale, (WT, H_now, D, S))
+        scale, beta_w = -hyper[ETA] / m, 1.0 - hyper[ETA] * hyper[L2]
+        for l in range(2, L + 1):
+            W = weight(th, layout, l)
+            upper_bp34(block(w, layout, l, DELTA_PART, m), block(w, layout, l - 1, A_PART, m), ident, scale, beta_w,
+                       1.0, W, bias(th, layout, l), 0, unit_groups(W), SERIAL)
+        delta = block(w, layout, 1, DELTA_PART, m)
+        bias_step(delta, scale, 1.0, b1, 0, b1.shape[0])
+        for q in range(n_parts):
+            if q == p or (lead and not own[q]):
+                transposed_step((WT, H_then, D, S), b1, X, x_scale, rows, delta, scale, beta_w, rows_next, batch,
+                                ident, q, n_parts, np.bool_(False))
+                _atomic_add(counters, _LINE * (2 + q), 1)
+    if lead:
+        _atomic_add(counters, _LINE, 1)
+
+
+def _train_batches_replicated(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
+                              hyper, ws, n_parts, T):
+    """Plain SGD over mini-batches first_batch .. stop_batch-1 (as ``train_epoch``) in one parallel region of
+    n_parts participants that meet once per mini-batch (see above); layer 1's transposed state T (``transposed``,
+    for n_parts shares) holds the half-sums of the first of them. Same results, bit for bit, as ``train_epoch``."""
+    counters = np.zeros(_LINE * (2 + 3 * n_parts), np.int64)
+    ident = np.arange(min(batch_size, order.shape[0]))  # a batch never has more rows than the order
+    per_line = max(1, 64 // theta.itemsize)
+    replicas = aligned_matrix(n_parts, (theta.shape[0] + per_line - 1) // per_line * per_line, theta)
+    workspaces = aligned_matrix(n_parts, (ws.shape[0] + per_line - 1) // per_line * per_line, ws)
+    H_next = aligned_matrix(T[1].shape[0], T[1].shape[1], T[1])
+    for p in prange(n_parts):
+        _replica(np.int64(p), n_parts, counters, theta, replicas, layout, cost_code, X, x_scale, Y, order,
+                 batch_size, first_batch, stop_batch, hyper, ws, workspaces, T, H_next, ident)
+
+
+train_batches_replicated = njit(cache=True, parallel=True)(_train_batches_replicated)
+
+
 @njit(cache=True)
 def layer1_state(theta, layout, X, x_scale, order, batch_size, first_batch, stop_batch, ws, n_parts, n_par_min,
                  transposes):
@@ -1602,8 +1729,12 @@ def train_epoch_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_siz
     transposes = opt == SGD and layer1_transposed(W, min(batch_size, order.shape[0]))
     T = layer1_state(theta, layout, X, x_scale, order, batch_size, first_batch, stop_batch, ws, n_threads,
                      n_par_min, transposes)
-    train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
-                         opt, hyper, grad, state, ws, n_threads, T)
+    if transposes and replicates_upper_layers(layout, min(batch_size, order.shape[0])):
+        train_batches_replicated(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch,
+                                 stop_batch, hyper, ws, n_threads, T)
+    else:
+        train_batches_shared(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
+                             opt, hyper, grad, state, ws, n_threads, T)
     if opt == ADAM:
         hyper[ADAM_T] += stop_batch - first_batch
     if T[0].size > 0:
@@ -1696,12 +1827,13 @@ def total_cost(theta, layout, cost_code, X, x_scale, Y, rows, ws, n_par_min):
 # user's functions are inlined at kernel speed; every other model uses the cached versions above.
 SPECIALIZED = ("activate_units", "activate", "times_sigma_prime", "activate_block", "times_sigma_prime_block",
                "output_delta", "feedforward", "backward", "batch_gradient", "update_layer1_and_forward",
-               "_forward_and_back_share", "_participant", "train_epoch", "train_epoch_shared", "predict_into",
-               "total_cost")
+               "_forward_and_back_share", "_participant", "_replica", "train_epoch", "train_epoch_shared",
+               "predict_into", "total_cost")
 # Plain functions that reach it too: {source: ((compiled name, parallel), ...)}.
 SPECIALIZED_PLAIN = {"_activate_rows": (("activate_par", True),),
                      "_times_sigma_prime_rows": (("times_sigma_prime_par", True),),
-                     "_train_batches_shared": (("train_batches_shared", True),)}
+                     "_train_batches_shared": (("train_batches_shared", True),),
+                     "_train_batches_replicated": (("train_batches_replicated", True),)}
 # Their source, read once now: the file on disk may change later (an upgrade, an edit) while this module runs.
 _SOURCES = {name: inspect.getsource(getattr(globals()[name], "py_func", globals()[name]))
             for name in SPECIALIZED + tuple(SPECIALIZED_PLAIN)}

@@ -60,6 +60,10 @@ ONE_REGION_CASES = [
     ([3000, 20, 5, 3], "sigmoid", "quadratic", 65, 138, True),  # blocks of 8-bit inputs copied as floats first
     ([67, 30, 6], "sigmoid", "quadratic", 10, 47, False),  # float64: 30 units in pairs of rows, a lone last row
     ([66, 62, 4], "sigmoid", "quadratic", 7, 40, True),  # 32 + 30 units, 8-bit inputs in halves of 33 rows
+    # layers above layer 1 small enough for replicas (kernels.replicates_upper_layers): one meeting per mini-batch
+    ([96, 30, 4], "sigmoid", "quadratic", 10, 47, False),
+    ([120, 24, 6, 3], ["tanh", "relu", "softmax"], "log-likelihood", 9, 50, True),
+    ([80, 30, 3], "custom", "quadratic", 6, 31, False),
 ]
 
 
@@ -138,6 +142,49 @@ def test_one_region_cases_take_both_ways_of_training_layer1(dtype):
     ways = {bool(kernels.layer1_transposed(np.empty((sizes[1], sizes[0]), dtype), batch_size))
             for sizes, _, _, batch_size, _, _ in ONE_REGION_CASES}
     assert ways == {False, True}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_one_region_cases_take_both_meetings_of_layer1_transposed(dtype):
+    """Among the cases above that train layer 1 transposed, some replicate the layers above it (one meeting per
+    mini-batch, kernels.train_batches_replicated), others do not (two meetings), with and without a
+    user-defined activation."""
+    from fastbp import kernels
+    replicas = set()
+    for sizes, activation, _, batch_size, _, _ in ONE_REGION_CASES:
+        if kernels.layer1_transposed(np.empty((sizes[1], sizes[0]), dtype), batch_size):
+            replicas.add((bool(kernels.replicates_upper_layers(MLP(sizes)._layout, batch_size)),
+                          activation == "custom"))
+    assert replicas == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_a_replica_copies_every_parameter_but_layer1_weights(rng):
+    """What the lead of the replicated epoch hands a participant that joins: every bias and every weight above
+    layer 1 (NaN where nothing is copied: layer 1's weights and the padding after theta)."""
+    from fastbp import kernels
+    net = MLP([9, 5, 4, 3], seed=1)
+    replica = np.full(net._theta.size + 5, np.nan)
+    kernels._copy_replica(net._theta, replica, net._layout)
+    w1 = kernels.weight(net._theta, net._layout, 1)
+    for l in range(1, 4):
+        np.testing.assert_array_equal(kernels.bias(replica, net._layout, l), net.biases[l - 1])
+        if l > 1:
+            np.testing.assert_array_equal(kernels.weight(replica, net._layout, l), net.weights[l - 1])
+    assert np.isnan(kernels.weight(replica, net._layout, 1)).all() and w1.size == 45
+    assert np.isnan(replica[net._theta.size:]).all()
+    assert np.count_nonzero(np.isnan(replica)) == 45 + 5
+
+
+def test_replicas_apply_where_the_upper_layers_are_small():
+    """The book's network at m = 10 replicates its layers above layer 1 (300 weights against 23,520), not at
+    m = 32 (9,600 multiply-adds per mini-batch); a wide second layer never does."""
+    from fastbp import kernels
+    book = MLP([784, 30, 10])._layout
+    assert kernels.replicates_upper_layers(book, 10)
+    assert kernels.replicates_upper_layers(book, 13) and not kernels.replicates_upper_layers(book, 14)
+    assert not kernels.replicates_upper_layers(book, 32)
+    assert not kernels.replicates_upper_layers(MLP([784, 256, 128, 10])._layout, 1)
+    assert not kernels.replicates_upper_layers(MLP([40, 9, 7, 3])._layout, 2)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
