@@ -34,7 +34,7 @@ EVAL_CHUNK = 256
 OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "adam": kernels.ADAM}
 INITS = ("default", "large")
 # What preparing the kernels means for the user (progress lines of fit and fastbp train).
-PREPARE_NOTE = "compiled on the first run, up to a minute; loaded from the cache after"
+PREPARE_NOTE = "compiled on the first run, up to two minutes; loaded from the cache after"
 # A progress bar's kernel calls per epoch: one per PROGRESS_INTERVAL seconds of the epoch before (tqdm redraws at
 # most every 0.1 s), at most PROGRESS_MAX_CALLS, which the first epoch takes. Each call costs about 0.05 ms of its
 # own (layer 1's transposed copy and first sums, the dispatch): 50 calls made the book's epoch 2% longer on two
@@ -475,7 +475,7 @@ class Trainer:
 
     def prepare(self, monitor_training=False, monitor_gradients=False, progress=False):
         """Compile, or load from Numba's disk cache, every kernel that ``run`` will call, by calling each on no
-        rows: no epoch's time then includes compilation (up to a minute on the first run, under 1 s after).
+        rows: no epoch's time then includes compilation (up to two minutes on the first run, under 1 s after).
         Changes nothing. Returns the seconds it took."""
         start = time.perf_counter()
         bar = None

@@ -275,7 +275,7 @@ def run_script(cache_dir):
 
 @pytest.fixture(scope="module")
 def first_process(tmp_path_factory):
-    """SCRIPT run once in a new process with an empty disk cache (the full compile, up to a minute):
+    """SCRIPT run once in a new process with an empty disk cache (the full compile, up to two minutes):
     the cache directory it filled and train_epoch's (hits, misses)."""
     cache_dir = tmp_path_factory.mktemp("numba_cache")
     return cache_dir, run_script(cache_dir)
