@@ -565,8 +565,15 @@ def untransposed(T, W, X):
 def input_copies(n_rows, W):
     """Room for float copies of n_rows rows of layer 1's inputs (``stage_rows``): (n_rows, n_0') of W's type,
     n_0' = n_0 rounded up to a cache line, from a line; W (n_1, n_0)."""
-    per_line = max(1, 64 // W.itemsize)
-    return aligned_matrix(n_rows, (W.shape[1] + per_line - 1) // per_line * per_line, W)
+    return lines_of_rows(n_rows, W.shape[1], W)
+
+
+@njit(cache=True)
+def lines_of_rows(n_rows, n_cols, like):
+    """An uninitialised (n_rows, n_cols') array of ``like``'s dtype, n_cols' = n_cols rounded up to a cache line,
+    from a line: each row starts a line of its own."""
+    per_line = max(1, 64 // like.itemsize)
+    return aligned_matrix(n_rows, (n_cols + per_line - 1) // per_line * per_line, like)
 
 
 @njit(cache=True)
@@ -1587,6 +1594,27 @@ train_batches_shared = njit(cache=True, parallel=True)(_train_batches_shared)
 # (every layer but layer 1's weights) into the newcomer's and hands its share over. The counters: arrivals, the
 # lead's "finished", then per participant (a line each) its shares done, its request to join and the mini-batch
 # from which it computes its own share (plus one).
+_FINISHED = _LINE  # where the counters hold the lead's "finished" (counters[0] counts arrivals)
+
+
+@njit(cache=True)
+def _done_at(q):
+    """Where the counters of ``train_batches_replicated`` hold how many mini-batches of share q are done."""
+    return _LINE * (2 + q)
+
+
+@njit(cache=True)
+def _request_at(q, n_parts):
+    """Where they hold participant q's request to join."""
+    return _LINE * (2 + n_parts + q)
+
+
+@njit(cache=True)
+def _start_at(q, n_parts):
+    """Where they hold the first mini-batch of q's own share, plus one (0: not handed over)."""
+    return _LINE * (2 + 2 * n_parts + q)
+
+
 REPLICA_MAX_SHARE = 16  # the layers above layer 1 replicate where their weights are at most 1/16 of layer 1's
 REPLICA_MAX_WORK = 4096  # and their weights times the mini-batch at most this many (the book's network: m <= 13)
 
@@ -1616,10 +1644,10 @@ def _copy_replica(theta, replica, layout):
 def _join(counters, p, n_parts):
     """Ask to join and wait for the lead's answer: the first mini-batch of p's own share, or -1 if the lead
     finished without handing it over (it hands over before it finishes, so "finished" is read first)."""
-    _atomic_add(counters, _LINE * (2 + n_parts + p), 1)
+    _atomic_add(counters, _request_at(p, n_parts), 1)
     while True:
-        finished = _atomic_read(counters, _LINE) != 0
-        first = _atomic_read(counters, _LINE * (2 + 2 * n_parts + p))
+        finished = _atomic_read(counters, _FINISHED) != 0
+        first = _atomic_read(counters, _start_at(p, n_parts))
         if first != 0 or finished:
             return first - 1
         _spin_pause()
@@ -1648,14 +1676,14 @@ def _replica(p, n_parts, counters, theta, replicas, layout, cost_code, X, x_scal
     for batch in range(start, stop_batch):
         if lead:
             for q in range(n_parts):
-                if not own[q] and _atomic_read(counters, _LINE * (2 + n_parts + q)) != 0:
+                if not own[q] and _atomic_read(counters, _request_at(q, n_parts)) != 0:
                     _copy_replica(theta, replicas[q], layout)
                     own[q] = True
-                    _atomic_add(counters, _LINE * (2 + 2 * n_parts + q), batch + 1)
+                    _atomic_add(counters, _start_at(q, n_parts), batch + 1)
         rows, rows_next, _ = batch_rows(order, batch_size, batch, stop_batch)
         prefetch_targets(Y, rows_next, 0, 1)
         for q in range(n_parts):  # every share of the previous mini-batch done: its half-sums are in
-            while _atomic_read(counters, _LINE * (2 + q)) < batch - first_batch:
+            while _atomic_read(counters, _done_at(q)) < batch - first_batch:
                 _spin_pause()
         H_now, H_then = (H, H_next) if (batch - first_batch) % 2 == 0 else (H_next, H)
         m = rows.shape[0]
@@ -1671,9 +1699,9 @@ def _replica(p, n_parts, counters, theta, replicas, layout, cost_code, X, x_scal
             if q == p or (lead and not own[q]):
                 transposed_step((WT, H_then, D, S), b1, X, x_scale, rows, delta, scale, beta_w, rows_next, batch,
                                 ident, q, n_parts, np.bool_(False))
-                _atomic_add(counters, _LINE * (2 + q), 1)
+                _atomic_add(counters, _done_at(q), 1)
     if lead:
-        _atomic_add(counters, _LINE, 1)
+        _atomic_add(counters, _FINISHED, 1)
 
 
 def _train_batches_replicated(theta, layout, cost_code, X, x_scale, Y, order, batch_size, first_batch, stop_batch,
@@ -1683,9 +1711,7 @@ def _train_batches_replicated(theta, layout, cost_code, X, x_scale, Y, order, ba
     for n_parts shares) holds the half-sums of the first of them. Same results, bit for bit, as ``train_epoch``."""
     counters = np.zeros(_LINE * (2 + 3 * n_parts), np.int64)
     ident = np.arange(min(batch_size, order.shape[0]))  # a batch never has more rows than the order
-    per_line = max(1, 64 // theta.itemsize)
-    replicas = aligned_matrix(n_parts, (theta.shape[0] + per_line - 1) // per_line * per_line, theta)
-    workspaces = aligned_matrix(n_parts, (ws.shape[0] + per_line - 1) // per_line * per_line, ws)
+    replicas, workspaces = lines_of_rows(n_parts, theta.shape[0], theta), lines_of_rows(n_parts, ws.shape[0], ws)
     H_next = aligned_matrix(T[1].shape[0], T[1].shape[1], T[1])
     for p in prange(n_parts):
         _replica(np.int64(p), n_parts, counters, theta, replicas, layout, cost_code, X, x_scale, Y, order,
